@@ -1,0 +1,19 @@
+"""The API of deep-platform: pydantic models of the three kinds, the single source of truth."""
+
+from .base import CustomObject, Status
+from .common import API_VERSION, GROUP, VERSION, Condition
+from .inferenceservice import InferenceService
+from .module import Module
+from .trainingjob import TrainingJob
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "Condition",
+    "CustomObject",
+    "InferenceService",
+    "Module",
+    "Status",
+    "TrainingJob",
+]

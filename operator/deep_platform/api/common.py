@@ -1,0 +1,215 @@
+"""Types shared by the three kinds: resources with a GPU block, storage mounts, conditions.
+
+Field names are camelCase in YAML (as every Kubernetes API) and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "deep-hybrid-datacloud.eu"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+#: The API server's own syntax of a resource quantity ("500m", "2", "16Gi", "1e3").
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+QUANTITY_EXTRA: dict[str, Any] = {"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}
+
+
+def _check_quantity(value: str | int) -> str | int:
+    if isinstance(value, str) and not re.match(QUANTITY_PATTERN, value):
+        raise ValueError(f"{value!r} is not a quantity; write it like 500m, 4, 16Gi or 512Mi")
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{value} is negative; a resource quantity must be 0 or more")
+    return value
+
+
+#: A Kubernetes quantity or a plain number.
+Quantity = Annotated[str | int, AfterValidator(_check_quantity)]
+#: DNS-1123 label: names of Kubernetes objects that end up in Service/DNS names.
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: DNS-1123 subdomain: names of most Kubernetes objects (Modules, Secrets...).
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class ApiModel(BaseModel):
+    """Base of every API type: camelCase aliases, unknown fields rejected, docs from descriptions."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+    )
+
+    def to_api(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, unset fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class GPU(ApiModel):
+    """GPUs for one pod: how many, and optionally which product, memory or MIG slice."""
+
+    count: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Number of GPUs (or MIG instances when migProfile is set) for the pod.",
+    )
+    product: str | None = Field(
+        None,
+        max_length=128,
+        description=(
+            "GPU product as in the `nvidia.com/gpu.product` node label set by GPU feature "
+            "discovery, for example `NVIDIA-A100-SXM4-80GB`. The pod only runs on such nodes."
+        ),
+    )
+    min_memory: Quantity | None = Field(
+        None,
+        description=(
+            "Smallest GPU memory acceptable, as a quantity (`40Gi`). Matched against the "
+            "`nvidia.com/gpu.memory` node label (MiB) of GPU feature discovery."
+        ),
+        json_schema_extra=QUANTITY_EXTRA,
+    )
+    mig_profile: str | None = Field(
+        None,
+        pattern=r"^[0-9]+g\.[0-9]+gb(\+me)?$",
+        description=(
+            "MIG profile such as `1g.10gb`: the pod asks for `nvidia.com/mig-<profile>` "
+            "resources instead of whole GPUs."
+        ),
+    )
+
+
+class Resources(ApiModel):
+    """Compute resources for one pod. Requests equal limits, so pods get the Guaranteed class."""
+
+    cpu: Quantity | None = Field(
+        None, description="CPU cores, a quantity (`4`, `500m`).", json_schema_extra=QUANTITY_EXTRA
+    )
+    memory: Quantity | None = Field(
+        None, description="Memory, a quantity (`16Gi`).", json_schema_extra=QUANTITY_EXTRA
+    )
+    ephemeral_storage: Quantity | None = Field(
+        None,
+        description="Local scratch disk for the pod, a quantity (`20Gi`).",
+        json_schema_extra=QUANTITY_EXTRA,
+    )
+    gpu: GPU | None = Field(None, description="GPUs for the pod; leave out for CPU only.")
+
+
+class SecretKeys(ApiModel):
+    """Where the WebDAV credentials live: a Secret in the same namespace and its keys."""
+
+    name: str = Field(..., pattern=DNS_SUBDOMAIN_PATTERN, max_length=253, description="Name of the Secret.")
+    user_key: str = Field("user", description="Key of the Secret that holds the user name.")
+    password_key: str = Field(
+        "password", description="Key of the Secret that holds the password or app token."
+    )
+
+
+class StorageMode(StrEnum):
+    copy = "copy"
+    mount = "mount"
+
+
+class StorageMount(ApiModel):
+    """A WebDAV or NextCloud folder made available inside the pod."""
+
+    name: str = Field(
+        ...,
+        pattern=r"^[a-z]([a-z0-9]*)$",
+        max_length=32,
+        description="Short name of the mount (lowercase letters and digits), unique in the list.",
+    )
+    url: str = Field(
+        ...,
+        pattern=r"^https?://",
+        description=(
+            "WebDAV endpoint, for NextCloud `https://HOST/remote.php/dav/files/USER` or "
+            "`https://HOST/remote.php/webdav`."
+        ),
+    )
+    secret_ref: SecretKeys = Field(..., description="Secret with the user and password.")
+    remote_path: str = Field("/", description="Folder on the server, relative to url.")
+    mount_path: str = Field(
+        ..., pattern=r"^/", description="Absolute path where the folder appears in the container."
+    )
+    mode: StorageMode = Field(
+        StorageMode.copy,
+        description=(
+            "`copy`: an init container copies the folder in (and, for training, results back "
+            "out); works under Pod Security restricted. `mount`: a live mount through the "
+            "site's rclone CSI driver."
+        ),
+    )
+    read_only: bool = Field(False, description="Never write back to this folder.")
+
+
+class ConditionStatus(StrEnum):
+    true = "True"
+    false = "False"
+    unknown = "Unknown"
+
+
+class Condition(ApiModel):
+    """One aspect of the object's state, as metav1.Condition."""
+
+    type: str = Field(..., description="Kind of condition, CamelCase (`Ready`).")
+    status: ConditionStatus = Field(..., description="`True`, `False` or `Unknown`.")
+    reason: str = Field(..., description="CamelCase reason for the last transition, for machines.")
+    message: str = Field("", description="Human-readable details of the last transition.")
+    last_transition_time: dt.datetime = Field(..., description="When the status last changed.")
+    observed_generation: int | None = Field(
+        None, description="The metadata.generation this condition was computed for."
+    )
+
+
+class Toleration(ApiModel):
+    """A toleration as in the pod spec."""
+
+    key: str | None = Field(None, description="Taint key the toleration applies to.")
+    operator: Literal["Exists", "Equal"] | None = Field(None, description="`Exists` or `Equal` (default).")
+    value: str | None = Field(None, description="Taint value to match for `Equal`.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to match; empty matches all."
+    )
+    toleration_seconds: int | None = Field(
+        None, description="For NoExecute: how long the pod stays bound after the taint appears."
+    )
+
+
+class EnvVar(ApiModel):
+    """An environment variable: a value, or a reference as in the pod spec's `valueFrom`."""
+
+    name: str = Field(..., pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
+    value: str | None = Field(None, description="Literal value.")
+    value_from: dict[str, Any] | None = Field(
+        None,
+        description="A source for the value (secretKeyRef, configMapKeyRef, fieldRef...).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class ObjectMeta(BaseModel):
+    """The few metadata fields the operator reads; the rest is kept as is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = ""
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = Field(None, alias="resourceVersion")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,136 @@
+"""TrainingJob: retrain a module on GPUs (the DEEP training facility)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from .base import CrdInfo, CustomObject, SpecRule, Status
+from .common import DNS_SUBDOMAIN_PATTERN, ApiModel, EnvVar, Resources, StorageMount, Toleration
+
+HYPERPARAMETER_VALUE_EXTRA: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+
+
+class TrainingJobSpec(ApiModel):
+    """What to train, with which data and resources, and how the run may fail."""
+
+    module: str | None = Field(
+        None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description=(
+            "Name of the Module to retrain. Its image and default training resources are used "
+            "unless image or resources are set here."
+        ),
+    )
+    image: str | None = Field(
+        None,
+        min_length=1,
+        description="Container image to run; overrides the Module's image.",
+    )
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Training arguments, passed to `deepaas-cli train` as `--name value` options "
+            "(numbers, booleans, strings and lists)."
+        ),
+        json_schema_extra={"additionalProperties": HYPERPARAMETER_VALUE_EXTRA},
+    )
+    command: list[str] | None = Field(
+        None,
+        description="Command for images without DEEPaaS; replaces `deepaas-cli train`.",
+    )
+    args: list[str] | None = Field(None, description="Arguments to command.")
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        description="Environment variables for the training container.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    resources: Resources | None = Field(
+        None, description="CPU, memory, disk and GPUs; defaults to the Module's training resources."
+    )
+    storage: list[StorageMount] = Field(
+        default_factory=list,
+        description="WebDAV/NextCloud folders with the data set, and where results go back.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the training pod must run on."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Taints the training pod tolerates."
+    )
+    priority_class_name: str | None = Field(None, description="PriorityClass of the training pod.")
+    queue_name: str | None = Field(
+        None,
+        description=(
+            "Kueue LocalQueue to submit to. The Job is created suspended and Kueue admits it "
+            "when the queue has quota."
+        ),
+    )
+    suspend: bool = Field(False, description="Stop the training (pods deleted); false resumes.")
+    backoff_limit: int = Field(
+        2, ge=0, le=100, description="Retries after a retriable failure before the job fails."
+    )
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Wall-clock limit for the whole run, retries included."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete the Job and its pods this long after it finished."
+    )
+
+
+class TrainingJobStatus(Status):
+    """What the training run is doing, mirrored from its Job and pod."""
+
+    phase: str | None = Field(
+        None,
+        description=(
+            "Summary for people: Queued, Suspended, Pending, Running, Restarting, Succeeded or Failed."
+        ),
+    )
+    reason: str | None = Field(None, description="Why the job is in its phase (`OOMKilled`).")
+    message: str | None = Field(None, description="Details for people.")
+    job_name: str | None = Field(None, description="Name of the batch/v1 Job.")
+    pod_name: str | None = Field(None, description="Name of the latest training pod.")
+    node_name: str | None = Field(None, description="Node the latest pod runs on.")
+    gpu_product: str | None = Field(None, description="GPU product of that node.")
+    restarts: int | None = Field(None, description="Container restarts and pod retries so far.")
+    start_time: dt.datetime | None = Field(None, description="When training started.")
+    completion_time: dt.datetime | None = Field(None, description="When training ended.")
+    duration: str | None = Field(None, description="How long training ran (`1h2m3s`).")
+
+
+class TrainingJob(CustomObject[TrainingJobSpec, TrainingJobStatus]):
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="TrainingJob",
+        plural="trainingjobs",
+        namespaced=True,
+        short_names=("dtj",),
+        description=("Retrain a module of the catalogue, or any DEEPaaS image, on GPUs with your data."),
+        printer_columns=(
+            {"name": "Module", "type": "string", "jsonPath": ".spec.module"},
+            {"name": "GPUs", "type": "integer", "jsonPath": ".spec.resources.gpu.count"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
+            {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+            {"name": "Node", "type": "string", "jsonPath": ".status.nodeName", "priority": 1},
+        ),
+        spec_rules=(
+            SpecRule(
+                "set spec.module (a Module name) or spec.image",
+                "has(self.module) || has(self.image)",
+                lambda spec: bool(spec.module or spec.image),
+            ),
+            SpecRule(
+                "spec.hyperparameters are passed to deepaas-cli train; with spec.command, "
+                "pass them in spec.args instead",
+                "!has(self.command) || !has(self.hyperparameters) || size(self.hyperparameters) == 0",
+                lambda spec: spec.command is None or not spec.hyperparameters,
+            ),
+        ),
+    )
+    kind: str = "TrainingJob"

@@ -1,0 +1,1 @@
+"""Pure builders: a model in, the child manifests (dicts) the operator applies out."""

@@ -1,0 +1,114 @@
+"""InferenceService -> Deployment running `deepaas-run` and the Service in front of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.common import Resources
+from ..api.inferenceservice import InferenceService
+from ..api.module import Module
+from . import pod
+
+DEEPAAS_PORT = 5000
+CONTAINER_NAME = "deepaas"
+READINESS_PATH = "/v2/models/"
+
+
+def serving_image(isvc: InferenceService, module: Module | None) -> str:
+    if isvc.spec.image:
+        return isvc.spec.image
+    if module is None:
+        raise ValueError(f"InferenceService {isvc.name} names no image and its Module is unknown")
+    return module.spec.image
+
+
+def serving_resources(isvc: InferenceService, module: Module | None) -> Resources | None:
+    if isvc.spec.resources is not None:
+        return isvc.spec.resources
+    if module is not None and module.spec.resources is not None:
+        return module.spec.resources.inference
+    return None
+
+
+def service_name(isvc: InferenceService) -> str:
+    return isvc.name
+
+
+def build_deployment(
+    isvc: InferenceService, module: Module | None, replicas: int | None = None
+) -> dict[str, Any]:
+    """The serving Deployment. replicas is left out unless given: the activator owns it."""
+    resources = serving_resources(isvc, module)
+    labels = pod.labels(isvc, "serving", isvc.spec.module)
+    selector = {pod.LABEL_KIND: labels[pod.LABEL_KIND], pod.LABEL_NAME: labels[pod.LABEL_NAME]}
+    shm_volume, shm_mount = pod.shm_volume(resources)
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": serving_image(isvc, module),
+        "command": ["deepaas-run"],
+        "args": ["--listen-ip", "0.0.0.0", "--listen-port", str(DEEPAAS_PORT)],
+        "ports": [{"name": "http", "containerPort": DEEPAAS_PORT, "protocol": "TCP"}],
+        "env": pod.env_list(isvc.spec.env),
+        "resources": pod.resource_requirements(resources),
+        "readinessProbe": {
+            "httpGet": {"path": READINESS_PATH, "port": "http"},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "volumeMounts": [shm_mount],
+        "securityContext": pod.container_security_context(),
+    }
+    pod_spec: dict[str, Any] = {
+        "securityContext": pod.pod_security_context(),
+        "containers": [container],
+        "volumes": [shm_volume],
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+    }
+    if isvc.spec.node_selector:
+        pod_spec["nodeSelector"] = dict(isvc.spec.node_selector)
+    tolerations = pod.tolerations_list(isvc.spec.tolerations, resources)
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    affinity = pod.gpu_affinity(resources)
+    if affinity:
+        pod_spec["affinity"] = affinity
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector},
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": isvc.name,
+            "namespace": isvc.namespace,
+            "labels": labels,
+            "ownerReferences": [isvc.owner_reference()],
+        },
+        "spec": spec,
+    }
+
+
+def build_service(isvc: InferenceService) -> dict[str, Any]:
+    labels = pod.labels(isvc, "serving", isvc.spec.module)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(isvc),
+            "namespace": isvc.namespace,
+            "labels": labels,
+            "ownerReferences": [isvc.owner_reference()],
+        },
+        "spec": {
+            "selector": {pod.LABEL_KIND: labels[pod.LABEL_KIND], pod.LABEL_NAME: labels[pod.LABEL_NAME]},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_all(isvc: InferenceService, module: Module | None) -> list[dict[str, Any]]:
+    return [build_deployment(isvc, module), build_service(isvc)]

@@ -1,0 +1,157 @@
+"""Pieces of pod specs shared by training and serving: labels, security, resources, GPUs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.base import CustomObject
+from ..api.common import EnvVar, Resources, Toleration
+
+PART_OF = "deep-platform"
+LABEL_KIND = "deep-hybrid-datacloud.eu/kind"
+LABEL_NAME = "deep-hybrid-datacloud.eu/name"
+LABEL_MODULE = "deep-hybrid-datacloud.eu/module"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
+#: the uid:gid the restricted profile runs module containers as, when the image names none
+DEFAULT_UID = 1000
+
+
+def labels(owner: CustomObject[Any, Any], component: str, module: str | None) -> dict[str, str]:
+    """Labels on every child: who owns it, for selectors, dashboards and `kubectl get -l`."""
+    result = {
+        "app.kubernetes.io/name": owner.name[:63],
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "deep-platform-operator",
+        LABEL_KIND: owner.crd.singular,
+        LABEL_NAME: owner.name[:63],
+    }
+    if module:
+        result[LABEL_MODULE] = module[:63]
+    return result
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Pod Security "restricted": not root, default seccomp profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": DEFAULT_UID,
+        "runAsGroup": DEFAULT_UID,
+        "fsGroup": DEFAULT_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    """Pod Security "restricted" for one container."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def gpu_resource_name(resources: Resources) -> str | None:
+    gpu = resources.gpu
+    if gpu is None or gpu.count == 0:
+        return None
+    return f"nvidia.com/mig-{gpu.mig_profile}" if gpu.mig_profile else GPU_RESOURCE
+
+
+def resource_requirements(resources: Resources | None) -> dict[str, Any]:
+    """Requests equal to limits (Guaranteed QoS); GPUs as extended resources (limits only)."""
+    if resources is None:
+        return {}
+    amounts: dict[str, Any] = {}
+    for key, value in (
+        ("cpu", resources.cpu),
+        ("memory", resources.memory),
+        ("ephemeral-storage", resources.ephemeral_storage),
+    ):
+        if value is not None:
+            amounts[key] = str(value)
+    limits = dict(amounts)
+    gpu_name = gpu_resource_name(resources)
+    if gpu_name and resources.gpu:
+        limits[gpu_name] = str(resources.gpu.count)
+    result: dict[str, Any] = {}
+    if amounts:
+        result["requests"] = amounts
+    if limits:
+        result["limits"] = limits
+    return result
+
+
+def gpu_tolerations(resources: Resources | None) -> list[dict[str, Any]]:
+    """GPU nodes are usually tainted `nvidia.com/gpu:NoSchedule`; GPU pods tolerate it."""
+    if resources is None or gpu_resource_name(resources) is None:
+        return []
+    return [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def gpu_affinity(resources: Resources | None) -> dict[str, Any] | None:
+    """Node affinity for the requested GPU product and memory (GPU feature discovery labels)."""
+    if resources is None or resources.gpu is None or gpu_resource_name(resources) is None:
+        return None
+    expressions: list[dict[str, Any]] = []
+    if resources.gpu.product:
+        expressions.append({"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [resources.gpu.product]})
+    if resources.gpu.min_memory is not None:
+        mebibytes = quantity_to_mebibytes(resources.gpu.min_memory)
+        # `Gt` is strict; the label is an integer count of MiB
+        expressions.append({"key": GPU_MEMORY_LABEL, "operator": "Gt", "values": [str(mebibytes - 1)]})
+    if not expressions:
+        return None
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": expressions}]
+            }
+        }
+    }
+
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+
+
+def quantity_to_bytes(quantity: str | int) -> float:
+    """A Kubernetes quantity as a plain number ("16Gi" -> 17179869184)."""
+    text = str(quantity).strip()
+    for suffix, factor in _BINARY.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    if text and text[-1] in _DECIMAL:
+        return float(text[:-1]) * _DECIMAL[text[-1]]
+    return float(text)
+
+
+def quantity_to_mebibytes(quantity: str | int) -> int:
+    return int(quantity_to_bytes(quantity) // 2**20)
+
+
+def env_list(env: list[EnvVar]) -> list[dict[str, Any]]:
+    return [e.to_api() for e in env]
+
+
+def tolerations_list(tolerations: list[Toleration], resources: Resources | None) -> list[dict[str, Any]]:
+    result = [t.to_api() for t in tolerations]
+    for extra in gpu_tolerations(resources):
+        if extra not in result:
+            result.append(extra)
+    return result
+
+
+def shm_volume(resources: Resources | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A memory-backed /dev/shm: PyTorch data loaders pass batches through shared memory."""
+    limit = None
+    if resources is not None and resources.memory is not None:
+        # at most half the pod's memory, so a data loader cannot starve the model
+        limit = f"{max(64, quantity_to_mebibytes(resources.memory) // 2)}Mi"
+    empty_dir: dict[str, Any] = {"medium": "Memory"}
+    if limit:
+        empty_dir["sizeLimit"] = limit
+    return {"name": "dshm", "emptyDir": empty_dir}, {"name": "dshm", "mountPath": "/dev/shm"}  # noqa: S108
