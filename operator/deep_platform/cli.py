@@ -75,6 +75,23 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(_: argparse.Namespace) -> int:
+    """Exit 0 when a cluster with the CRDs is reachable, else 1 with the one-line reason."""
+    from .kube import Kube, load_configuration
+    from .operator import PreflightError, preflight
+
+    try:
+        preflight(Kube(load_configuration()))
+    except PreflightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001  # no kubeconfig at all
+        print(f"error: no Kubernetes configuration found ({exc}); set KUBECONFIG", file=sys.stderr)
+        return 1
+    print("cluster reachable, CRDs installed")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import prometheus_client
 
@@ -134,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--metrics-port", type=int, help="port of /metrics (default 8000)")
     run_p.set_defaults(func=cmd_run)
 
+    check_p = sub.add_parser("check", help="is a cluster with the CRDs reachable?")
+    check_p.set_defaults(func=cmd_check)
+
     crds_p = sub.add_parser("crds", help="print the CustomResourceDefinitions")
     crds_p.add_argument("-o", "--output-dir", help="write one file per CRD into this folder")
     crds_p.set_defaults(func=cmd_crds)
@@ -160,3 +180,7 @@ def main(argv: list[str] | None = None) -> Any:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

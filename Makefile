@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` (the main job) and `make test`.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+STAMP := .cache/installed.stamp
+
+.PHONY: run test install lint crds manifests bench clean
+
+$(STAMP): pyproject.toml tests/models/tiny-model/pyproject.toml scripts/install-system-packages.sh
+	bash scripts/install-system-packages.sh
+	$(PIP) install -q --disable-pip-version-check -e '.[test]' -e tests/models/tiny-model
+	mkdir -p .cache && touch $(STAMP)
+
+install: $(STAMP)
+
+## the operator against the current kube context; with no cluster, the offline renderer
+run:
+	$(PIP) install -q --disable-pip-version-check -e .
+	@if deep-platform check; then exec deep-platform run; \
+	else echo "no cluster with the CRDs: rendering examples/ offline instead" >&2; \
+	     deep-platform render -f examples/; fi
+
+lint: install
+	ruff check operator tests bench
+	mypy
+
+## lint, type-check and the whole test suite (e2e tests skip without a cluster)
+test: install lint
+	$(PYTHON) -m pytest -q
+
+crds:
+	deep-platform crds -o crds/
+
+bench: install
+	$(PYTHON) bench/run_all.py
+
+clean:
+	rm -rf .cache .pytest_cache .mypy_cache .ruff_cache

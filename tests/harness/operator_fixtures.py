@@ -1,0 +1,101 @@
+"""The operator, running in-process (kopf in its own thread and loop) against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes.client import Configuration
+
+from deep_platform import kube as k
+from deep_platform.config import OperatorConfig
+from deep_platform.operator import run
+
+T = TypeVar("T")
+ACTIVATOR_URL = "http://activator.deep-platform.test"
+
+
+def wait_until(
+    probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll until probe returns something truthy; fail with what was awaited."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; last: {last!r}")
+
+
+@dataclass
+class RunningOperator:
+    """Handle on the running operator: its API client and settings."""
+
+    kube: k.Kube
+    config: OperatorConfig
+
+    def get(self, kind: k.Kind, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return self.kube.get(kind, name, namespace)
+
+    def wait_for(
+        self,
+        kind: k.Kind,
+        name: str,
+        namespace: str | None = None,
+        until: Callable[[dict[str, Any]], bool] = lambda _obj: True,
+        timeout: float = 10.0,
+    ) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            obj = self.kube.get(kind, name, namespace)
+            return obj if obj is not None and until(obj) else None
+
+        return wait_until(probe, timeout, what=f"{kind.kind} {namespace}/{name}")
+
+
+def kube_for(url: str) -> k.Kube:
+    configuration = Configuration(host=url)
+    return k.Kube(configuration)
+
+
+@pytest.fixture
+def operator_config() -> OperatorConfig:
+    return OperatorConfig(
+        platform_namespace="deep-platform",
+        namespaces=[],
+        activator_url=ACTIVATOR_URL,
+        metrics_port=0,
+        health_port=0,
+        workers=8,
+    )
+
+
+@pytest.fixture
+def operator(apiserver: Any, operator_config: OperatorConfig) -> Iterator[RunningOperator]:
+    """kopf runs the real handlers in a thread of its own until the test ends."""
+    api = kube_for(apiserver.url)
+    stop, ready = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            asyncio.run(run(api, operator_config, stop_flag=stop, ready_flag=ready))
+        except BaseException as exc:  # reported by the fixture, not lost in the thread
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=main, name="operator", daemon=True)
+    thread.start()
+    assert ready.wait(15), "the operator did not start within 15 s"
+    assert not failure, f"the operator failed to start: {failure[0]!r}"
+    yield RunningOperator(kube=api, config=operator_config)
+    stop.set()
+    thread.join(15)
+    assert not thread.is_alive(), "the operator did not stop within 15 s"
+    api.close()
