@@ -116,10 +116,12 @@ def load_configuration() -> Configuration:
 class Kube:
     """Synchronous, thread-safe access to the API server, objects as dicts."""
 
-    def __init__(self, configuration: Configuration) -> None:
-        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, 32)
+    def __init__(self, configuration: Configuration, component: str = "operator") -> None:
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, 32)
         self.configuration = configuration
         self._client = ApiClient(configuration)
+        # the API server (and the test emulator's request log) tells components apart by this
+        self._client.user_agent = f"deep-platform-{component}"
 
     @property
     def host(self) -> str:
