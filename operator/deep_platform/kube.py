@@ -146,9 +146,8 @@ class Kube:
             method, path, query_params=params, header_params=headers,
             auth_settings=["BearerToken"],
         )
-        payload = None if body is None else json.dumps(body)
         response = self._client.call_api(
-            method, url, header_params=headers, body=payload, _request_timeout=timeout
+            method, url, header_params=headers, body=body, _request_timeout=timeout
         )
         data = response.read()
         if response.status >= 400:

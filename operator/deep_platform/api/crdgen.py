@@ -64,8 +64,6 @@ def _structural(node: Any) -> Any:
         node["x-kubernetes-preserve-unknown-fields"] = True
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]  # the server prunes unknown fields anyway
-    if node.get("x-kubernetes-preserve-unknown-fields") and "properties" not in node:
-        node.setdefault("type", "object")
     if "enum" in node and "type" not in node:
         node["type"] = "string"
     return {k: _structural(v) for k, v in node.items()}

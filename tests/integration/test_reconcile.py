@@ -1,0 +1,74 @@
+"""All three kinds reconcile in the emulator: children applied, conditions and observedGeneration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deep_platform import kube as k
+from deep_platform.api import InferenceService, Module, TrainingJob
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+MODULES = k.kind_of(Module)
+TRAININGJOBS = k.kind_of(TrainingJob)
+SERVICES = k.kind_of(InferenceService)
+
+
+def example(name: str) -> dict[str, Any]:
+    return yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+
+def reconciled(obj: dict[str, Any]) -> bool:
+    return obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"]
+
+
+def test_all_three_kinds_reconcile(operator: Any) -> None:
+    api = operator.kube
+    module = api.create(example("module.yaml"))
+    tj = api.create(example("trainingjob.yaml"))
+    isvc = api.create(example("inferenceservice.yaml"))
+
+    module = operator.wait_for(MODULES, module["metadata"]["name"], until=reconciled)
+    assert condition(module, "Ready")["status"] == "True"
+
+    tj = operator.wait_for(TRAININGJOBS, "plankton-retrain", "default", until=reconciled)
+    job = api.get(k.JOB, "plankton-retrain", "default")
+    assert job is not None
+    assert job["metadata"]["ownerReferences"][0]["uid"] == tj["metadata"]["uid"]
+    assert all(c["observedGeneration"] == tj["metadata"]["generation"] for c in tj["status"]["conditions"])
+
+    isvc = operator.wait_for(SERVICES, "plankton", "default", until=reconciled)
+    assert api.get(k.DEPLOYMENT, "plankton", "default") is not None
+    assert api.get(k.SERVICE, "plankton", "default") is not None
+    assert isvc["status"]["url"].endswith("/default/plankton/")
+
+
+def test_spec_change_bumps_generation_and_is_observed(operator: Any) -> None:
+    api = operator.kube
+    api.create(example("module.yaml"))
+    api.create(example("inferenceservice.yaml"))
+    first = operator.wait_for(SERVICES, "plankton", "default", until=reconciled)
+    api.patch(SERVICES, "plankton", "default", {"spec": {"scaling": {"maxReplicas": 5}}})
+    second = operator.wait_for(SERVICES, "plankton", "default", until=reconciled)
+    assert second["metadata"]["generation"] == first["metadata"]["generation"] + 1
+
+
+def test_missing_module_is_a_condition_not_a_crash(operator: Any) -> None:
+    api = operator.kube
+    body = example("trainingjob.yaml")
+    body["spec"]["module"] = "not-there"
+    api.create(body)
+    tj = operator.wait_for(
+        TRAININGJOBS, "plankton-retrain", "default",
+        until=lambda o: condition(o, "Ready") is not None,
+    )
+    ready = condition(tj, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ModuleNotFound")
+    assert "not-there" in ready["message"]
+    assert api.get(k.JOB, "plankton-retrain", "default") is None
