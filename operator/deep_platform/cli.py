@@ -25,6 +25,8 @@ def setup_logging(verbose: bool) -> None:
     )
     for noisy in ("kubernetes", "urllib3", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # its "Retrying..." warnings repeat what the one-line error says
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
