@@ -87,7 +87,7 @@ def cmd_check(_: argparse.Namespace) -> int:
     except PreflightError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001  # no kubeconfig at all
+    except Exception as exc:  # no kubeconfig at all
         print(f"error: no Kubernetes configuration found ({exc}); set KUBECONFIG", file=sys.stderr)
         return 1
     print("cluster reachable, CRDs installed")

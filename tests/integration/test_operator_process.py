@@ -67,7 +67,7 @@ def test_missing_crds_name_the_command_that_fixes_it(tmp_path: Path) -> None:
 
 
 def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310  # loopback only
+    with urllib.request.urlopen(url, timeout=2) as response:  # loopback only
         return str(response.read().decode())
 
 

@@ -113,5 +113,5 @@ def test_render_names_a_missing_module(tmp_path: Path) -> None:
     body["spec"]["module"] = "no-such-module"
     lonely = tmp_path / "isvc.yaml"
     lonely.write_text(yaml.safe_dump(body))
-    with pytest.raises(ValueError, match="spec.module: Module 'no-such-module'"):
+    with pytest.raises(ValueError, match=r"spec\.module: Module 'no-such-module'"):
         render([lonely])
