@@ -137,6 +137,8 @@ class Validator:
     def __init__(self, unevaluated: Callable[[str], None]) -> None:
         self.causes: list[Cause] = []
         self._unevaluated = unevaluated
+        # CEL rules run after the schema checks, and only when those pass (as in the real server).
+        self.rules: list[tuple[Any, Schema, str, Any, bool]] = []
 
     def _fail(self, path: str, value: Any, message: str) -> None:
         self.causes.append(Cause("FieldValueInvalid", path, f"Invalid value: {go_value(value)}: {message}"))
@@ -165,7 +167,13 @@ class Validator:
             self._objects(value, schema, path, old if isinstance(old, dict) else None, has_old)
         if isinstance(value, list):
             self._arrays(value, schema, path, where, old if isinstance(old, list) else None, has_old)
-        self._rules(value, schema, path, old, has_old)
+        if schema.get("x-kubernetes-validations"):
+            self.rules.append((value, schema, path, old, has_old))
+
+    def run_rules(self) -> None:
+        if not self.causes:
+            for args in self.rules:
+                self._rules(*args)
 
     def _numbers(self, value: float, schema: Schema, path: str, where: str) -> None:
         if "minimum" in schema:
@@ -268,6 +276,7 @@ def validate(value: Any, schema: Schema, old: Any = None, *,
              unevaluated: Callable[[str], None] = lambda rule: None) -> list[Cause]:
     validator = Validator(unevaluated)
     validator.validate(value, schema, "", old, old is not None)
+    validator.run_rules()
     return validator.causes
 
 

@@ -129,7 +129,7 @@ def server_side_apply(current: dict[str, Any], applied: dict[str, Any], manager:
 
     mine = _entry(entries, manager, "Apply", api_version, subresource)
     others = set().union(*(e.fields for e in entries if e is not mine))
-    for path in sorted(mine.fields - wanted, key=len, reverse=True):
+    for path in sorted(mine.fields - wanted, key=len):  # list items before their fields
         if path not in others and not _is_prefix(path, others):
             remove_path(merged, path)  # fields dropped from the configuration are removed
     if mine.fields != wanted or not mine.time:
