@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import collections
 import contextlib
 import copy
@@ -42,15 +43,24 @@ DEFAULT_NAMESPACES = ("default", "kube-system", "deep-platform")
 
 # Built-in types whose metadata.generation is maintained (the others have none, as in reality).
 GENERATION_TYPES = {
-    ("", "pods"), ("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"),
-    ("apps", "daemonsets"), ("batch", "jobs"), ("batch", "cronjobs"),
-    ("apiextensions.k8s.io", "customresourcedefinitions"), ("networking.k8s.io", "ingresses"),
-    ("networking.k8s.io", "networkpolicies"), ("policy", "poddisruptionbudgets"),
+    ("", "pods"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("networking.k8s.io", "ingresses"),
+    ("networking.k8s.io", "networkpolicies"),
+    ("policy", "poddisruptionbudgets"),
     ("autoscaling", "horizontalpodautoscalers"),
 }
 # Scale subresources of the built-ins: (spec replicas, status replicas, selector source).
 BUILTIN_SCALE = {
-    ("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
     ("", "replicationcontrollers"),
 }
 # Names that must be DNS-1123 labels rather than subdomains.
@@ -85,8 +95,15 @@ class ApiError(Exception):
         self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def status(self) -> Obj:
-        body: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                     "message": self.message, "reason": self.reason, "code": self.code}
+        body: Obj = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
         if self.details is not None:
             body["details"] = self.details
         return body
@@ -103,8 +120,18 @@ class ResourceType:
     namespaced: bool
     versions: list[str]  # served versions, the preferred (storage) one first
     subresources: set[str] = field(default_factory=set)
-    verbs: set[str] = field(default_factory=lambda: {
-        "create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"})
+    verbs: set[str] = field(
+        default_factory=lambda: {
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        }
+    )
     shortnames: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
     schemas: dict[str, schema.Schema] = field(default_factory=dict)  # version -> openAPIV3Schema
@@ -149,6 +176,7 @@ class ResourceType:
             if isinstance(node, dict) and node.get("x-kubernetes-list-type") == "map":
                 return tuple(node.get("x-kubernetes-list-map-keys") or ()) or None
             return None
+
         return keys
 
 
@@ -207,8 +235,14 @@ def selector_string(selector: Any) -> str:
     parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
     for expr in selector.get("matchExpressions") or []:
         op, key, values = expr.get("operator"), expr.get("key"), ",".join(expr.get("values") or [])
-        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})",
-                      "Exists": key, "DoesNotExist": f"!{key}"}.get(op, ""))
+        parts.append(
+            {
+                "In": f"{key} in ({values})",
+                "NotIn": f"{key} notin ({values})",
+                "Exists": key,
+                "DoesNotExist": f"!{key}",
+            }.get(op, "")
+        )
     return ",".join(p for p in parts if p)
 
 
@@ -323,6 +357,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
         async def run() -> T:
             return fn(*args, **kwargs)
+
         return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=30)
 
     # --- resource types ------------------------------------------------------------------------
@@ -337,11 +372,17 @@ class ApiServer(kmock.KubernetesEmulator):
             entries.sort(key=lambda e: _version_key(e[0]), reverse=True)
             info = entries[0][1]
             rt = ResourceType(
-                group=group, plural=plural, kind=info.kind or plural.capitalize(),
+                group=group,
+                plural=plural,
+                kind=info.kind or plural.capitalize(),
                 singular=info.singular or (info.kind or plural).lower(),
-                namespaced=bool(info.namespaced), versions=[v for v, _ in entries],
-                subresources=set(info.subresources), verbs=set(info.verbs),
-                shortnames=sorted(info.shortnames), categories=sorted(info.categories))
+                namespaced=bool(info.namespaced),
+                versions=[v for v, _ in entries],
+                subresources=set(info.subresources),
+                verbs=set(info.verbs),
+                shortnames=sorted(info.shortnames),
+                categories=sorted(info.categories),
+            )
             if (group, plural) in BUILTIN_SCALE:
                 rt.scale_paths = ("spec.replicas", "status.replicas", "spec.selector")
             self._types[rt.gk] = rt
@@ -356,15 +397,25 @@ class ApiServer(kmock.KubernetesEmulator):
         sub = versions[0].get("subresources") or spec.get("subresources") or {}
         scale = sub.get("scale")
         rt = ResourceType(
-            group=spec["group"], plural=names["plural"], kind=names["kind"],
+            group=spec["group"],
+            plural=names["plural"],
+            kind=names["kind"],
             singular=names.get("singular") or names["kind"].lower(),
             namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-            versions=[v["name"] for v in versions], subresources=set(sub),
-            shortnames=list(names.get("shortNames") or []), categories=list(names.get("categories") or []),
+            versions=[v["name"] for v in versions],
+            subresources=set(sub),
+            shortnames=list(names.get("shortNames") or []),
+            categories=list(names.get("categories") or []),
             schemas={v["name"]: (v.get("schema") or {}).get("openAPIV3Schema") or {} for v in versions},
-            scale_paths=(scale["specReplicasPath"], scale["statusReplicasPath"],
-                         scale.get("labelSelectorPath", "")) if scale else None,
-            custom=True)
+            scale_paths=(
+                scale["specReplicasPath"],
+                scale["statusReplicasPath"],
+                scale.get("labelSelectorPath", ""),
+            )
+            if scale
+            else None,
+            custom=True,
+        )
         self._types[rt.gk] = rt
 
     def _unregister_crd(self, crd: Obj) -> None:
@@ -372,7 +423,7 @@ class ApiServer(kmock.KubernetesEmulator):
         gk = (spec.get("group", ""), (spec.get("names") or {}).get("plural", ""))
         rt = self._types.pop(gk, None)
         if rt is not None:
-            for (ns, name), obj in list(self._store[gk].items()):
+            for obj in list(self._store[gk].values()):
                 self._remove(rt, obj)
 
     def _find_type(self, group: str, version: str, plural: str) -> ResourceType:
@@ -451,10 +502,13 @@ class ApiServer(kmock.KubernetesEmulator):
         return ApiError(404, "NotFound", f'{rt.qualified} "{name}" not found', self._details(rt, name))
 
     def _conflict(self, rt: ResourceType, name: str) -> ApiError:
-        return ApiError(409, "Conflict",
-                        f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been '
-                        "modified; please apply your changes to the latest version and try again",
-                        self._details(rt, name))
+        return ApiError(
+            409,
+            "Conflict",
+            f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been '
+            "modified; please apply your changes to the latest version and try again",
+            self._details(rt, name),
+        )
 
     def _lookup(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
         return self._store[rt.gk].get(((namespace or "") if rt.namespaced else "", name))
@@ -464,8 +518,16 @@ class ApiServer(kmock.KubernetesEmulator):
         api_version = rt.api_version(version)
         return obj if obj.get("apiVersion") == api_version else {**obj, "apiVersion": api_version}
 
-    def _create(self, rt: ResourceType, version: str, body: Any, namespace: str | None,
-                manager: str = "", dry_run: bool = False, operation: str = "Update") -> Obj:
+    def _create(
+        self,
+        rt: ResourceType,
+        version: str,
+        body: Any,
+        namespace: str | None,
+        manager: str = "",
+        dry_run: bool = False,
+        operation: str = "Update",
+    ) -> Obj:
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body of the request must be a JSON object")
         obj = copy.deepcopy(body)
@@ -475,12 +537,19 @@ class ApiServer(kmock.KubernetesEmulator):
         if rt.namespaced:
             body_ns = meta.get("namespace")
             if namespace and body_ns and body_ns != namespace:
-                raise ApiError(400, "BadRequest", "the namespace of the provided object does not match "
-                               "the namespace sent on the request")
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )
             namespace = namespace or body_ns or "default"
             if self._lookup(self._types["", "namespaces"], None, namespace) is None:
-                raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found',
-                               {"name": namespace, "kind": "namespaces"})
+                raise ApiError(
+                    404,
+                    "NotFound",
+                    f'namespaces "{namespace}" not found',
+                    {"name": namespace, "kind": "namespaces"},
+                )
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
@@ -488,15 +557,32 @@ class ApiServer(kmock.KubernetesEmulator):
             meta["name"] = meta["generateName"] + "".join(random.choices(GENERATE_ALPHABET, k=5))
         name = meta.get("name") or ""
         if not name:
-            raise self._invalid(rt, "", [schema.Cause("FieldValueRequired", "metadata.name",
-                                                      "Required value: name or generateName is required")])
+            raise self._invalid(
+                rt,
+                "",
+                [
+                    schema.Cause(
+                        "FieldValueRequired",
+                        "metadata.name",
+                        "Required value: name or generateName is required",
+                    )
+                ],
+            )
         self._check_name(rt, name)
         if self._lookup(rt, namespace, name) is not None:
-            raise ApiError(409, "AlreadyExists", f'{rt.qualified} "{name}" already exists',
-                           self._details(rt, name))
+            raise ApiError(
+                409, "AlreadyExists", f'{rt.qualified} "{name}" already exists', self._details(rt, name)
+            )
         obj["apiVersion"], obj["kind"] = rt.api_version(version), rt.kind
-        for server_set in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
-                           "managedFields", "generation", "creationTimestamp"):
+        for server_set in (
+            "uid",
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "generation",
+            "creationTimestamp",
+        ):
             meta.pop(server_set, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = schema.now_rfc3339()
@@ -511,8 +597,9 @@ class ApiServer(kmock.KubernetesEmulator):
         obj = self._admit(rt, version, None, obj)
         if operation == "Update":
             meta = obj["metadata"]
-            meta["managedFields"] = ssa.record_update(None, obj, manager, obj["apiVersion"], "",
-                                                      rt.merge_keys(version))
+            meta["managedFields"] = ssa.record_update(
+                None, obj, manager, obj["apiVersion"], "", rt.merge_keys(version)
+            )
             if not meta["managedFields"]:
                 del meta["managedFields"]
         if dry_run:
@@ -525,29 +612,44 @@ class ApiServer(kmock.KubernetesEmulator):
         names = (crd.get("spec") or {}).get("names") or {}
         return {
             "acceptedNames": names,
-            "storedVersions": [v["name"] for v in (crd.get("spec") or {}).get("versions") or []
-                               if v.get("storage")],
+            "storedVersions": [
+                v["name"] for v in (crd.get("spec") or {}).get("versions") or [] if v.get("storage")
+            ],
             "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                 "message": "no conflicts found", "lastTransitionTime": now},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                 "message": "the initial names have been accepted", "lastTransitionTime": now},
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "reason": "NoConflicts",
+                    "message": "no conflicts found",
+                    "lastTransitionTime": now,
+                },
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted",
+                    "lastTransitionTime": now,
+                },
             ],
         }
 
     def _check_name(self, rt: ResourceType, name: str) -> None:
         if rt.gk in LABEL_NAMED:
             if len(name) > 63 or not DNS_LABEL.match(name):
-                message = (f"Invalid value: {json.dumps(name)}: a lowercase RFC 1123 label must consist of "
-                           "lower case alphanumeric characters or '-', and must start and end with an "
-                           "alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-                           "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+                message = (
+                    f"Invalid value: {json.dumps(name)}: a lowercase RFC 1123 label must consist of "
+                    "lower case alphanumeric characters or '-', and must start and end with an "
+                    "alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+                    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+                )
                 raise self._invalid(rt, name, [schema.Cause("FieldValueInvalid", "metadata.name", message)])
         elif len(name) > 253 or not DNS_SUBDOMAIN.match(name):
-            message = (f"Invalid value: {json.dumps(name)}: a lowercase RFC 1123 subdomain must consist of "
-                       "lower case alphanumeric characters, '-' or '.', and must start and end with an "
-                       "alphanumeric character (e.g. 'example.com', regex used for validation is "
-                       "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+            message = (
+                f"Invalid value: {json.dumps(name)}: a lowercase RFC 1123 subdomain must consist of "
+                "lower case alphanumeric characters, '-' or '.', and must start and end with an "
+                "alphanumeric character (e.g. 'example.com', regex used for validation is "
+                "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+            )
             raise self._invalid(rt, name, [schema.Cause("FieldValueInvalid", "metadata.name", message)])
 
     def _admit(self, rt: ResourceType, version: str, old: Obj | None, obj: Obj) -> Obj:
@@ -568,9 +670,18 @@ class ApiServer(kmock.KubernetesEmulator):
             self.unevaluated_rules.append(rule)
             logger.warning("CEL rule not evaluated by the emulator: %s", rule)
 
-    def _update(self, rt: ResourceType, version: str, old: Obj, new: Any, subresource: str,
-                manager: str, dry_run: bool = False, managed: list[Obj] | None = None,
-                check_rv: bool = True) -> Obj:
+    def _update(
+        self,
+        rt: ResourceType,
+        version: str,
+        old: Obj,
+        new: Any,
+        subresource: str,
+        manager: str,
+        dry_run: bool = False,
+        managed: list[Obj] | None = None,
+        check_rv: bool = True,
+    ) -> Obj:
         """The write path of PUT, PATCH and apply: subresource rules, admission, no-op detection."""
         if not isinstance(new, dict):
             raise ApiError(400, "BadRequest", "the body of the request must be a JSON object")
@@ -578,7 +689,11 @@ class ApiServer(kmock.KubernetesEmulator):
         meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
         old_meta = old["metadata"]
         name = old_meta["name"]
-        if check_rv and meta.get("resourceVersion") and meta["resourceVersion"] != old_meta.get("resourceVersion"):
+        if (
+            check_rv
+            and meta.get("resourceVersion")
+            and meta["resourceVersion"] != old_meta.get("resourceVersion")
+        ):
             raise self._conflict(rt, name)
         if subresource == "status":
             obj = copy.deepcopy(old)
@@ -594,33 +709,52 @@ class ApiServer(kmock.KubernetesEmulator):
                     obj["status"] = copy.deepcopy(old["status"])
                 else:
                     obj.pop("status", None)
-            for immutable in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                              "generation", "name", "namespace"):
+            for immutable in (
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "name",
+                "namespace",
+            ):
                 if immutable in old_meta:
                     meta[immutable] = old_meta[immutable]
                 else:
                     meta.pop(immutable, None)
             if old_meta.get("deletionTimestamp"):
-                added = [f for f in meta.get("finalizers") or [] if f not in (old_meta.get("finalizers") or [])]
+                added = [
+                    f for f in meta.get("finalizers") or [] if f not in (old_meta.get("finalizers") or [])
+                ]
                 if added:
-                    raise self._invalid(rt, name, [schema.Cause(
-                        "FieldValueForbidden", "metadata.finalizers",
-                        f"Forbidden: no new finalizers can be added if the object is being deleted, "
-                        f"found new finalizers {json.dumps(added)}")])
+                    raise self._invalid(
+                        rt,
+                        name,
+                        [
+                            schema.Cause(
+                                "FieldValueForbidden",
+                                "metadata.finalizers",
+                                f"Forbidden: no new finalizers can be added if the object is being deleted, "
+                                f"found new finalizers {json.dumps(added)}",
+                            )
+                        ],
+                    )
         obj["apiVersion"], obj["kind"] = old["apiVersion"], rt.kind
         obj["metadata"]["resourceVersion"] = old_meta.get("resourceVersion")
         obj = self._admit(rt, version, old, obj)
         if rt.tracks_generation:
             # Only spec-like changes count; status too when it is not a subresource of its own.
             ignored = {"metadata", "status"} if "status" in rt.subresources else {"metadata"}
-            changed = {k: v for k, v in obj.items() if k not in ignored} != \
-                      {k: v for k, v in old.items() if k not in ignored}
+            changed = {k: v for k, v in obj.items() if k not in ignored} != {
+                k: v for k, v in old.items() if k not in ignored
+            }
             obj["metadata"]["generation"] = old_meta.get("generation", 1) + (1 if changed else 0)
         if managed is not None:
             obj["metadata"]["managedFields"] = managed
         else:
-            obj["metadata"]["managedFields"] = ssa.record_update(old, obj, manager, obj["apiVersion"],
-                                                                 subresource, rt.merge_keys(version))
+            obj["metadata"]["managedFields"] = ssa.record_update(
+                old, obj, manager, obj["apiVersion"], subresource, rt.merge_keys(version)
+            )
         if not obj["metadata"]["managedFields"]:
             del obj["metadata"]["managedFields"]
         if obj == old:
@@ -692,23 +826,42 @@ class ApiServer(kmock.KubernetesEmulator):
         for gk, objects in list(self._store.items()):
             for obj in list(objects.values()):
                 meta = obj["metadata"]
-                if "foregroundDeletion" in (meta.get("finalizers") or []) and not self._dependents(meta["uid"]):
+                if "foregroundDeletion" in (meta.get("finalizers") or []) and not self._dependents(
+                    meta["uid"]
+                ):
                     new = copy.deepcopy(obj)
-                    new["metadata"]["finalizers"] = [f for f in meta["finalizers"] if f != "foregroundDeletion"]
+                    new["metadata"]["finalizers"] = [
+                        f for f in meta["finalizers"] if f != "foregroundDeletion"
+                    ]
                     rt = self._types[gk]
                     self._update(rt, rt.versions[0], obj, new, "", "garbage-collector", check_rv=False)
 
-    def _delete(self, rt: ResourceType, namespace: str | None, name: str, propagation: str | None,
-                preconditions: Obj | None = None, dry_run: bool = False) -> Obj:
+    def _delete(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        propagation: str | None,
+        preconditions: Obj | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
         obj = self._lookup(rt, namespace, name)
         if obj is None:
             raise self._not_found(rt, name)
         meta = obj["metadata"]
         preconditions = preconditions or {}
         if preconditions.get("uid") and preconditions["uid"] != meta["uid"]:
-            raise ApiError(409, "Conflict", f'Precondition failed: UID in precondition: {preconditions["uid"]}, '
-                           f'UID in object meta: {meta["uid"]}', self._details(rt, name))
-        if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != meta["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Precondition failed: UID in precondition: {preconditions['uid']}, "
+                f"UID in object meta: {meta['uid']}",
+                self._details(rt, name),
+            )
+        if (
+            preconditions.get("resourceVersion")
+            and preconditions["resourceVersion"] != meta["resourceVersion"]
+        ):
             raise self._conflict(rt, name)
         if dry_run:
             return obj
@@ -719,11 +872,17 @@ class ApiServer(kmock.KubernetesEmulator):
             for child_rt, child in self._dependents(meta["uid"]):
                 new = copy.deepcopy(child)
                 new["metadata"]["ownerReferences"] = [
-                    r for r in child["metadata"]["ownerReferences"] if r.get("uid") != meta["uid"]]
-                self._update(child_rt, child_rt.versions[0], child, new, "", "garbage-collector",
-                             check_rv=False)
+                    r for r in child["metadata"]["ownerReferences"] if r.get("uid") != meta["uid"]
+                ]
+                self._update(
+                    child_rt, child_rt.versions[0], child, new, "", "garbage-collector", check_rv=False
+                )
         finalizers = list(meta.get("finalizers") or [])
-        if propagation == "Foreground" and self._dependents(meta["uid"]) and "foregroundDeletion" not in finalizers:
+        if (
+            propagation == "Foreground"
+            and self._dependents(meta["uid"])
+            and "foregroundDeletion" not in finalizers
+        ):
             finalizers.append("foregroundDeletion")
         if not finalizers:
             return self._remove(rt, obj)
@@ -749,13 +908,22 @@ class ApiServer(kmock.KubernetesEmulator):
         spec_path, status_path, selector_path = rt.scale_paths
         meta = obj["metadata"]
         return {
-            "kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                               "creationTimestamp") if k in meta},
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
+            },
             "spec": {"replicas": _deep_get(obj, spec_path) or 0},
-            "status": {"replicas": _deep_get(obj, status_path) or 0,
-                       **({"selector": selector_string(_deep_get(obj, selector_path))}
-                          if selector_path and _deep_get(obj, selector_path) else {})},
+            "status": {
+                "replicas": _deep_get(obj, status_path) or 0,
+                **(
+                    {"selector": selector_string(_deep_get(obj, selector_path))}
+                    if selector_path and _deep_get(obj, selector_path)
+                    else {}
+                ),
+            },
         }
 
     def _write_scale(self, rt: ResourceType, version: str, old: Obj, scale: Any, manager: str) -> Obj:
@@ -767,10 +935,14 @@ class ApiServer(kmock.KubernetesEmulator):
             raise self._conflict(rt, old["metadata"]["name"])
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise ApiError(422, "Invalid", f'Scale.autoscaling "{old["metadata"]["name"]}" is invalid: '
-                           f"spec.replicas: Invalid value: {json.dumps(replicas)}: must be greater than or "
-                           "equal to 0", {"name": old["metadata"]["name"], "group": "autoscaling",
-                                          "kind": "Scale"})
+            raise ApiError(
+                422,
+                "Invalid",
+                f'Scale.autoscaling "{old["metadata"]["name"]}" is invalid: '
+                f"spec.replicas: Invalid value: {json.dumps(replicas)}: must be greater than or "
+                "equal to 0",
+                {"name": old["metadata"]["name"], "group": "autoscaling", "kind": "Scale"},
+            )
         new = copy.deepcopy(old)
         _deep_set(new, rt.scale_paths[0], replicas)
         return self._scale_of(rt, self._update(rt, version, old, new, "", manager, check_rv=False))
@@ -801,10 +973,16 @@ class ApiServer(kmock.KubernetesEmulator):
         except ValueError:
             # kmock's URL parser fails on some valid URLs (e.g. /api/v1/namespaces); we parse
             # URLs ourselves, so keep the raw facts of such requests.
-            request = kmock.Request(id=len(self._requests), raw_request=raw_request, url=raw_request.url,
-                                    method=raw_request.method, params=dict(raw_request.query),
-                                    headers=dict(raw_request.headers), body=body,
-                                    text=body.decode(errors="replace"))
+            request = kmock.Request(
+                id=len(self._requests),
+                raw_request=raw_request,
+                url=raw_request.url,
+                method=raw_request.method,
+                params=dict(raw_request.query),
+                headers=dict(raw_request.headers),
+                body=body,
+                text=body.decode(errors="replace"),
+            )
         self._requests.append(request)
         try:
             return await self._handle(request)
@@ -812,8 +990,15 @@ class ApiServer(kmock.KubernetesEmulator):
             logger.exception("API server emulator failed on %s %s", raw_request.method, raw_request.path_qs)
             if self._errors:
                 self._errors[-1].append(e)
-            return self._json(ApiError(500, "InternalError", f"emulator error: {e!r}",
-                                       {"causes": [{"message": traceback.format_exc()}]}).status(), 500)
+            return self._json(
+                ApiError(
+                    500,
+                    "InternalError",
+                    f"emulator error: {e!r}",
+                    {"causes": [{"message": traceback.format_exc()}]},
+                ).status(),
+                500,
+            )
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         parsed = self._parse_path(request.url.path)
@@ -829,8 +1014,9 @@ class ApiServer(kmock.KubernetesEmulator):
 
     @staticmethod
     def _json(body: Any, status: int = 200) -> aiohttp.web.Response:
-        return aiohttp.web.Response(body=json.dumps(body).encode(), status=status,
-                                    content_type="application/json")
+        return aiohttp.web.Response(
+            body=json.dumps(body).encode(), status=status, content_type="application/json"
+        )
 
     def _log(self, verb: str, group: str, plural: str, subresource: str, namespace: str | None) -> None:
         self.requests_log.append(ApiCall(verb, group, plural, subresource, namespace or ""))
@@ -859,20 +1045,37 @@ class ApiServer(kmock.KubernetesEmulator):
                     raise ApiError(400, "BadRequest", f"error decoding YAML: {e}") from e
             raise ApiError(400, "BadRequest", "the body of the request is not valid JSON") from None
 
-    def _dispatch(self, request: kmock.Request, group: str, version: str, namespace: str | None,
-                  plural: str, name: str | None, subresource: str) -> tuple[int, Any]:
+    def _dispatch(
+        self,
+        request: kmock.Request,
+        group: str,
+        version: str,
+        namespace: str | None,
+        plural: str,
+        name: str | None,
+        subresource: str,
+    ) -> tuple[int, Any]:
         method = request.method.upper()
-        verb = {"GET": "get" if name else "list", "POST": "create", "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete" if name else "deletecollection"}.get(method, method.lower())
+        verb = {
+            "GET": "get" if name else "list",
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete" if name else "deletecollection",
+        }.get(method, method.lower())
         self._log(verb, group, plural, subresource, namespace)
         rt = self._find_type(group, version, plural)
         if (not rt.namespaced and namespace is not None) or (rt.namespaced and name and namespace is None):
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         if rt.namespaced and namespace is None and request.method.upper() not in ("GET",):
-            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            raise ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
         if subresource and subresource not in ("status", "scale"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
-        if subresource and (subresource not in rt.subresources or (subresource == "scale" and not rt.scale_paths)):
+        if subresource and (
+            subresource not in rt.subresources or (subresource == "scale" and not rt.scale_paths)
+        ):
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         dry_run = request.params.get("dryRun") == "All"
         manager = self._manager(request)
@@ -881,16 +1084,24 @@ class ApiServer(kmock.KubernetesEmulator):
             if method == "GET":
                 return 200, self._list(rt, version, namespace, request.params)
             if method == "POST":
-                return 201, self._present(rt, version, self._create(
-                    rt, version, self._body(request), namespace, manager, dry_run))
+                return 201, self._present(
+                    rt, version, self._create(rt, version, self._body(request), namespace, manager, dry_run)
+                )
             if method == "DELETE":
                 items = [o for o in self._select(rt, namespace, request.params)]
-                for obj in items:
-                    meta = obj["metadata"]
-                    self._delete(rt, meta.get("namespace"), meta["name"], request.params.get("propagationPolicy"),
-                                 dry_run=dry_run)
+                for item in items:
+                    meta = item["metadata"]
+                    self._delete(
+                        rt,
+                        meta.get("namespace"),
+                        meta["name"],
+                        request.params.get("propagationPolicy"),
+                        dry_run=dry_run,
+                    )
                 return 200, self._list_body(rt, version, items)
-            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            raise ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
 
         obj = self._lookup(rt, namespace, name)
         if method == "GET":
@@ -902,41 +1113,79 @@ class ApiServer(kmock.KubernetesEmulator):
             policy = request.params.get("propagationPolicy") or options.get("propagationPolicy")
             if options.get("orphanDependents") is True:
                 policy = policy or "Orphan"
-            return 200, self._present(rt, version, self._delete(
-                rt, namespace, name, policy, options.get("preconditions"), dry_run))
+            return 200, self._present(
+                rt, version, self._delete(rt, namespace, name, policy, options.get("preconditions"), dry_run)
+            )
         if method == "PUT":
             body = self._body(request)
             if obj is None:
                 raise self._not_found(rt, name)
             if isinstance(body, dict) and (body.get("metadata") or {}).get("name") not in (None, name):
-                raise ApiError(400, "BadRequest", f"the name of the object ({body['metadata']['name']}) does "
-                               f"not match the name on the URL ({name})")
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f"the name of the object ({body['metadata']['name']}) does "
+                    f"not match the name on the URL ({name})",
+                )
             if subresource == "scale":
                 return 200, self._write_scale(rt, version, obj, body, manager)
-            return 200, self._present(rt, version, self._update(rt, version, obj, body, subresource, manager, dry_run))
+            return 200, self._present(
+                rt, version, self._update(rt, version, obj, body, subresource, manager, dry_run)
+            )
         if method == "PATCH":
             return self._patch(request, rt, version, namespace, name, subresource, obj, manager, dry_run)
-        raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        raise ApiError(
+            405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+        )
 
-    def _patch(self, request: kmock.Request, rt: ResourceType, version: str, namespace: str | None, name: str,
-               subresource: str, obj: Obj | None, manager: str, dry_run: bool) -> tuple[int, Any]:
+    def _patch(
+        self,
+        request: kmock.Request,
+        rt: ResourceType,
+        version: str,
+        namespace: str | None,
+        name: str,
+        subresource: str,
+        obj: Obj | None,
+        manager: str,
+        dry_run: bool,
+    ) -> tuple[int, Any]:
         content_type = self._header(request, "Content-Type").split(";")[0].strip().lower()
         kind = PATCH_TYPES.get(content_type)
-        accepted = [t for t, k in PATCH_TYPES.items() if k != "unsupported" and (k != "strategic" or not rt.custom)]
+        accepted = [
+            t for t, k in PATCH_TYPES.items() if k != "unsupported" and (k != "strategic" or not rt.custom)
+        ]
         if kind is None or kind == "unsupported" or (kind == "strategic" and rt.custom):
-            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                           f"accepted media types include: {', '.join(accepted)}")
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - "
+                f"accepted media types include: {', '.join(accepted)}",
+            )
         body = self._body(request, yaml_ok=kind == "apply")
         if kind == "apply":
             if not request.params.get("fieldManager"):
-                raise ApiError(422, "Invalid", "PATCH requests with apply content type (application/apply-patch+yaml) "
-                               "must specify fieldManager", {"causes": [{"reason": "FieldValueRequired",
-                                                                         "message": "Required value",
-                                                                         "field": "fieldManager"}]})
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    "PATCH requests with apply content type (application/apply-patch+yaml) "
+                    "must specify fieldManager",
+                    {
+                        "causes": [
+                            {
+                                "reason": "FieldValueRequired",
+                                "message": "Required value",
+                                "field": "fieldManager",
+                            }
+                        ]
+                    },
+                )
             force = request.params.get("force") in ("true", "1")
             status = 201 if obj is None else 200
             result = self._apply(rt, version, namespace, name, body, manager, force, subresource, dry_run)
-            return status, self._scale_of(rt, result) if subresource == "scale" else self._present(rt, version, result)
+            return status, self._scale_of(rt, result) if subresource == "scale" else self._present(
+                rt, version, result
+            )
         if obj is None:
             raise self._not_found(rt, name)
         current = self._scale_of(rt, obj) if subresource == "scale" else self._present(rt, version, obj)
@@ -948,28 +1197,49 @@ class ApiServer(kmock.KubernetesEmulator):
             else:
                 patched = patching.strategic_merge_patch(current, body, rt.merge_keys(version))
         except patching.PatchError as e:
-            raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: {e}",
-                           self._details(rt, name)) from e
+            raise ApiError(
+                422,
+                "Invalid",
+                f"the server rejected our request due to an error in our request: {e}",
+                self._details(rt, name),
+            ) from e
         if subresource == "scale":
             return 200, self._write_scale(rt, version, obj, patched, manager)
-        if (patched.get("metadata") or {}).get("resourceVersion") != obj["metadata"].get("resourceVersion"):
-            if (patched.get("metadata") or {}).get("resourceVersion"):
-                raise self._conflict(rt, name)
-        return 200, self._present(rt, version, self._update(rt, version, obj, patched, subresource, manager, dry_run))
+        patched_rv = (patched.get("metadata") or {}).get("resourceVersion")
+        if patched_rv and patched_rv != obj["metadata"].get("resourceVersion"):
+            raise self._conflict(rt, name)  # the patch carried a stale resourceVersion
+        return 200, self._present(
+            rt, version, self._update(rt, version, obj, patched, subresource, manager, dry_run)
+        )
 
-    def _apply(self, rt: ResourceType, version: str, namespace: str | None, name: str, body: Any,
-               manager: str, force: bool, subresource: str, dry_run: bool = False) -> Obj:
+    def _apply(
+        self,
+        rt: ResourceType,
+        version: str,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        manager: str,
+        force: bool,
+        subresource: str,
+        dry_run: bool = False,
+    ) -> Obj:
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the applied configuration must be an object")
         meta = body.get("metadata") or {}
         if meta.get("name") not in (None, name):
-            raise ApiError(400, "BadRequest", f"the name of the object ({meta['name']}) does not match "
-                           f"the name on the URL ({name})")
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})",
+            )
         if not body.get("apiVersion") or not body.get("kind"):
             raise ApiError(400, "BadRequest", "apiVersion and kind must be set in an applied configuration")
         obj = self._lookup(rt, namespace, name)
         if subresource == "scale":
-            raise ApiError(415, "UnsupportedMediaType", "apply is not supported on the scale subresource here")
+            raise ApiError(
+                415, "UnsupportedMediaType", "apply is not supported on the scale subresource here"
+            )
         mk = rt.merge_keys(version)
         if obj is None:
             if subresource:
@@ -977,21 +1247,28 @@ class ApiServer(kmock.KubernetesEmulator):
             fresh = copy.deepcopy(body)
             fresh.setdefault("metadata", {})["name"] = name
             created = self._create(rt, version, fresh, namespace, manager, dry_run=True, operation="Apply")
-            _, managed = ssa.server_side_apply({"metadata": {}}, body, manager, created["apiVersion"], "", force, mk)
+            _, managed = ssa.server_side_apply(
+                {"metadata": {}}, body, manager, created["apiVersion"], "", force, mk
+            )
             created["metadata"]["managedFields"] = managed
             return created if dry_run else self._commit(rt, None, created)
         if meta.get("resourceVersion") and meta["resourceVersion"] != obj["metadata"]["resourceVersion"]:
             raise self._conflict(rt, name)
         current = self._present(rt, version, obj)
         try:
-            merged, managed = ssa.server_side_apply(current, body, manager, rt.api_version(version),
-                                                    subresource, force, mk)
+            merged, managed = ssa.server_side_apply(
+                current, body, manager, rt.api_version(version), subresource, force, mk
+            )
         except patching.ApplyConflict as e:
-            causes = [{"reason": "FieldManagerConflict", "message": f'conflict with "{m}"', "field": p}
-                      for m, p in e.conflicts]
+            causes = [
+                {"reason": "FieldManagerConflict", "message": f'conflict with "{m}"', "field": p}
+                for m, p in e.conflicts
+            ]
             details = {**self._details(rt, name), "causes": causes}
             raise ApiError(409, "Conflict", str(e), details) from e
-        return self._update(rt, version, obj, merged, subresource, manager, dry_run, managed=managed, check_rv=False)
+        return self._update(
+            rt, version, obj, merged, subresource, manager, dry_run, managed=managed, check_rv=False
+        )
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -1001,18 +1278,31 @@ class ApiServer(kmock.KubernetesEmulator):
             by_fields = selectors.field_selector(params.get("fieldSelector"), rt.plural)
         except selectors.SelectorError as e:
             raise ApiError(400, "BadRequest", str(e)) from e
-        items = [obj for (ns, _), obj in sorted(self._store[rt.gk].items())
-                 if (namespace is None or ns == namespace) and by_labels(obj) and by_fields(obj)]
+        items = [
+            obj
+            for (ns, _), obj in sorted(self._store[rt.gk].items())
+            if (namespace is None or ns == namespace) and by_labels(obj) and by_fields(obj)
+        ]
         return items
 
-    def _list_body(self, rt: ResourceType, version: str, items: list[Obj], cont: str | None = None,
-                   remaining: int | None = None) -> Obj:
+    def _list_body(
+        self,
+        rt: ResourceType,
+        version: str,
+        items: list[Obj],
+        cont: str | None = None,
+        remaining: int | None = None,
+    ) -> Obj:
         meta: Obj = {"resourceVersion": str(self._rv)}
         if cont:
             meta["continue"] = cont
             meta["remainingItemCount"] = remaining
-        return {"apiVersion": rt.api_version(version), "kind": f"{rt.kind}List", "metadata": meta,
-                "items": [self._present(rt, version, o) for o in items]}
+        return {
+            "apiVersion": rt.api_version(version),
+            "kind": f"{rt.kind}List",
+            "metadata": meta,
+            "items": [self._present(rt, version, o) for o in items],
+        }
 
     def _list(self, rt: ResourceType, version: str, namespace: str | None, params: Any) -> Obj:
         items = self._select(rt, namespace, params)
@@ -1022,19 +1312,34 @@ class ApiServer(kmock.KubernetesEmulator):
                 last = json.loads(base64.urlsafe_b64decode(params["continue"]))
             except ValueError as e:
                 raise ApiError(400, "BadRequest", "invalid continue token") from e
-            start = next((n for n, o in enumerate(items)
-                          if [o["metadata"].get("namespace", ""), o["metadata"]["name"]] > last), len(items))
+            start = next(
+                (
+                    n
+                    for n, o in enumerate(items)
+                    if [o["metadata"].get("namespace", ""), o["metadata"]["name"]] > last
+                ),
+                len(items),
+            )
         limit = int(params.get("limit") or 0)
         if limit and start + limit < len(items):
-            page = items[start:start + limit]
+            page = items[start : start + limit]
             last_meta = page[-1]["metadata"]
-            token = base64.urlsafe_b64encode(json.dumps([last_meta.get("namespace", ""),
-                                                         last_meta["name"]]).encode()).decode()
+            token = base64.urlsafe_b64encode(
+                json.dumps([last_meta.get("namespace", ""), last_meta["name"]]).encode()
+            ).decode()
             return self._list_body(rt, version, page, token, len(items) - start - limit)
         return self._list_body(rt, version, items[start:])
 
-    async def _watch(self, request: kmock.Request, group: str, version: str, namespace: str | None,
-                     plural: str, name: str | None, subresource: str) -> aiohttp.web.StreamResponse:
+    async def _watch(
+        self,
+        request: kmock.Request,
+        group: str,
+        version: str,
+        namespace: str | None,
+        plural: str,
+        name: str | None,
+        subresource: str,
+    ) -> aiohttp.web.StreamResponse:
         self._log("watch", group, plural, subresource, namespace)
         rt = self._find_type(group, version, plural)
         params = request.params
@@ -1046,14 +1351,17 @@ class ApiServer(kmock.KubernetesEmulator):
         queue: asyncio.Queue[tuple[str, Obj] | None] = asyncio.Queue()
         watcher = Watcher(rt.gk, namespace, name, lambda o: by_labels(o) and by_fields(o), queue)
         since = params.get("resourceVersion") or "0"
-        replay = since.isdigit() and since != "0" and (
-            (self._history and int(since) >= self._history[0].rv - 1) or int(since) >= self._rv)
+        replay = (
+            since.isdigit()
+            and since != "0"
+            and ((self._history and int(since) >= self._history[0].rv - 1) or int(since) >= self._rv)
+        )
         if replay:
             for event in self._history:
                 if event.rv > int(since) and event.gk == rt.gk and (ev := self._for_watcher(watcher, event)):
                     queue.put_nowait(ev)
         else:  # unknown or "any" version: the current state as ADDED events
-            for (ns, _), obj in sorted(self._store[rt.gk].items()):
+            for _, obj in sorted(self._store[rt.gk].items()):
                 if watcher.matches(obj):
                     queue.put_nowait(("ADDED", obj))
         self._watchers.append(watcher)
@@ -1095,41 +1403,80 @@ class ApiServer(kmock.KubernetesEmulator):
         parts = [p for p in path.strip("/").split("/") if p]
         groups = self._groups()
         if parts == ["version"]:
-            return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-emulated", "gitCommit": "emulated",
-                    "gitTreeState": "clean", "buildDate": "2024-08-13T00:00:00Z", "goVersion": "go1.22.5",
-                    "compiler": "gc", "platform": "linux/amd64"}
+            return {
+                "major": "1",
+                "minor": "31",
+                "gitVersion": "v1.31.0-emulated",
+                "gitCommit": "emulated",
+                "gitTreeState": "clean",
+                "buildDate": "2024-08-13T00:00:00Z",
+                "goVersion": "go1.22.5",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }
         if parts == ["api"]:
-            return {"kind": "APIVersions", "versions": ["v1"],
-                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+            return {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
+            }
         if parts == ["apis"]:
-            return {"kind": "APIGroupList", "apiVersion": "v1",
-                    "groups": [self._group_doc(g, vs) for g, vs in sorted(groups.items()) if g]}
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [self._group_doc(g, vs) for g, vs in sorted(groups.items()) if g],
+            }
         if len(parts) == 2 and parts[0] == "apis" and parts[1] in groups:
             return self._group_doc(parts[1], groups[parts[1]])
-        if parts == ["api", "v1"] or (len(parts) == 3 and parts[0] == "apis" and parts[2] in groups.get(parts[1], [])):
+        if parts == ["api", "v1"] or (
+            len(parts) == 3 and parts[0] == "apis" and parts[2] in groups.get(parts[1], [])
+        ):
             group, version = ("", "v1") if parts[0] == "api" else (parts[1], parts[2])
             return self._resource_list(group, version)
         if not parts:
-            return {"paths": sorted({"/api", "/api/v1", "/apis", "/version"} |
-                                    {f"/apis/{g}/{v}" for g, vs in groups.items() if g for v in vs})}
+            return {
+                "paths": sorted(
+                    {"/api", "/api/v1", "/apis", "/version"}
+                    | {f"/apis/{g}/{v}" for g, vs in groups.items() if g for v in vs}
+                )
+            }
         raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
     @staticmethod
     def _group_doc(group: str, versions: list[str]) -> Obj:
         gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
-        return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": gvs, "preferredVersion": gvs[0]}
+        return {
+            "kind": "APIGroup",
+            "apiVersion": "v1",
+            "name": group,
+            "versions": gvs,
+            "preferredVersion": gvs[0],
+        }
 
     def _resource_list(self, group: str, version: str) -> Obj:
         resources = []
         for rt in sorted(self._types.values(), key=lambda t: t.plural):
             if rt.group != group or version not in rt.versions:
                 continue
-            resources.append({"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
-                              "kind": rt.kind, "verbs": sorted(rt.verbs), "shortNames": rt.shortnames,
-                              "categories": rt.categories})
+            resources.append(
+                {
+                    "name": rt.plural,
+                    "singularName": rt.singular,
+                    "namespaced": rt.namespaced,
+                    "kind": rt.kind,
+                    "verbs": sorted(rt.verbs),
+                    "shortNames": rt.shortnames,
+                    "categories": rt.categories,
+                }
+            )
             for sub in sorted(rt.subresources):
-                entry = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
-                         "kind": rt.kind, "verbs": ["get", "patch", "update"]}
+                entry = {
+                    "name": f"{rt.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": rt.namespaced,
+                    "kind": rt.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
                 if sub == "scale":
                     entry.update({"kind": "Scale", "group": "autoscaling", "version": "v1"})
                 resources.append(entry)
@@ -1140,37 +1487,60 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def get(self, resource: str, namespace: str | None, name: str) -> Obj | None:  # type: ignore[override]
         """The stored object (a deep copy), or None."""
+
         def run() -> Obj | None:
             obj = self._lookup(self.resolve(resource), namespace, name)
             return copy.deepcopy(obj) if obj is not None else None
+
         return self._call(run)
 
-    def list(self, resource: str, namespace: str | None = None, *, label_selector: str | None = None,
-             field_selector: str | None = None) -> list[Obj]:
+    def list(
+        self,
+        resource: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[Obj]:
         """Stored objects, optionally in one namespace and filtered by selectors."""
         params = {"labelSelector": label_selector, "fieldSelector": field_selector}
         return self._call(lambda: copy.deepcopy(self._select(self.resolve(resource), namespace, params)))
 
     def create(self, obj: Obj) -> Obj:
         """Create an object from a manifest (apiVersion and kind pick the resource)."""
+
         def run() -> Obj:
             rt, version = self._type_of(obj)
             ns = (obj.get("metadata") or {}).get("namespace")
             return copy.deepcopy(self._create(rt, version, obj, ns, "apiserver-test"))
+
         return self._call(run)
 
-    def patch(self, resource: str, namespace: str | None, name: str, patch: Any, *,
-              patch_type: str = "merge", subresource: str = "") -> Obj:
+    def patch(  # type: ignore[override]
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        *,
+        patch_type: str = "merge",
+        subresource: str = "",
+    ) -> Obj:
         """Patch an object (``merge``, ``json`` or ``strategic``)."""
+
         def run() -> Obj:
             rt = self.resolve(resource)
             obj = self._lookup(rt, namespace, name)
             if obj is None:
                 raise self._not_found(rt, name)
-            fn = {"merge": patching.merge_patch, "json": patching.json_patch,
-                  "strategic": lambda c, p: patching.strategic_merge_patch(c, p, rt.merge_keys())}[patch_type]
+            fn = {
+                "merge": patching.merge_patch,
+                "json": patching.json_patch,
+                "strategic": lambda c, p: patching.strategic_merge_patch(c, p, rt.merge_keys()),
+            }[patch_type]
             new = fn(obj, patch)
             return copy.deepcopy(self._update(rt, rt.versions[0], obj, new, subresource, "apiserver-test"))
+
         return self._call(run)
 
     def patch_status(self, resource: str, namespace: str | None, name: str, status: Obj) -> Obj:
@@ -1180,21 +1550,41 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def apply(self, obj: Obj, *, field_manager: str = "apiserver-test", force: bool = True) -> Obj:
         """Server-side apply of a manifest."""
+
         def run() -> Obj:
             rt, version = self._type_of(obj)
             meta = obj.get("metadata") or {}
-            return copy.deepcopy(self._apply(rt, version, meta.get("namespace") if rt.namespaced else None,
-                                             meta["name"], obj, field_manager, force, ""))
+            return copy.deepcopy(
+                self._apply(
+                    rt,
+                    version,
+                    meta.get("namespace") if rt.namespaced else None,
+                    meta["name"],
+                    obj,
+                    field_manager,
+                    force,
+                    "",
+                )
+            )
+
         return self._call(run)
 
-    def delete(self, resource: str, namespace: str | None, name: str, *,  # type: ignore[override]
-               propagation_policy: str = "Background") -> Obj | None:
+    def delete(  # type: ignore[override]
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation_policy: str = "Background",
+    ) -> Obj | None:
         """Delete an object; returns its last state, or None if it did not exist."""
+
         def run() -> Obj | None:
             rt = self.resolve(resource)
             if self._lookup(rt, namespace, name) is None:
                 return None
             return copy.deepcopy(self._delete(rt, namespace, name, propagation_policy))
+
         return self._call(run)
 
     @property
@@ -1202,10 +1592,14 @@ class ApiServer(kmock.KubernetesEmulator):
         """The current global resourceVersion counter."""
         return self._rv
 
-    def load_crds(self, sources: str | pathlib.Path | Obj | Iterable[str | pathlib.Path | Obj]) -> list[Obj]:
+    def load_crds(
+        self, sources: str | pathlib.Path | Obj | Iterable[str | pathlib.Path | Obj]
+    ) -> builtins.list[Obj]:
         """Register CRDs from YAML files, directories of them, or dicts; returns the CRD objects."""
-        items: list[Any] = [sources] if isinstance(sources, (str, pathlib.Path, dict)) else list(sources)
-        crds: list[Obj] = []
+        items: builtins.list[Any] = (
+            [sources] if isinstance(sources, (str, pathlib.Path, dict)) else list(sources)
+        )
+        crds: builtins.list[Obj] = []
         for item in items:
             if isinstance(item, dict):
                 crds.append(item)
@@ -1217,7 +1611,7 @@ class ApiServer(kmock.KubernetesEmulator):
                     if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
                         crds.append(doc)
 
-        def run() -> list[Obj]:
+        def run() -> builtins.list[Obj]:
             rt = self._types["apiextensions.k8s.io", "customresourcedefinitions"]
             result = []
             for crd in crds:
@@ -1225,7 +1619,17 @@ class ApiServer(kmock.KubernetesEmulator):
                 if existing is None:
                     result.append(self._create(rt, "v1", crd, None, "apiserver-test"))
                 else:
-                    result.append(self._update(rt, "v1", existing, {**crd, "metadata": {
-                        **crd["metadata"], "resourceVersion": None}}, "", "apiserver-test", check_rv=False))
+                    result.append(
+                        self._update(
+                            rt,
+                            "v1",
+                            existing,
+                            {**crd, "metadata": {**crd["metadata"], "resourceVersion": None}},
+                            "",
+                            "apiserver-test",
+                            check_rv=False,
+                        )
+                    )
             return copy.deepcopy(result)
+
         return self._call(run)

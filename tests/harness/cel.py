@@ -28,13 +28,16 @@ class CelEvalError(ValueError):
     pass
 
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     \s*(?:
       (?P<num>\d+\.\d+|\d+)(?P<unsigned>[uU])?
     | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
     | (?P<op>&&|\|\||==|!=|<=|>=|[-+*/%<>!?:.,()\[\]])
     | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-    )""", re.VERBOSE)
+    )""",
+    re.VERBOSE,
+)
 
 _METHODS: dict[str, Callable[..., Any]] = {
     "startsWith": lambda s, p: s.startswith(p),
@@ -53,7 +56,7 @@ def _tokenize(text: str) -> list[tuple[str, Any]]:
             break
         m = _TOKEN.match(text, pos)
         if not m:
-            raise CelSyntaxError(f"unexpected character at {pos}: {text[pos:pos + 10]!r}")
+            raise CelSyntaxError(f"unexpected character at {pos}: {text[pos : pos + 10]!r}")
         pos = m.end()
         if m.group("num"):
             raw = m.group("num")
@@ -181,6 +184,7 @@ class _Parser:
                 if any(not isinstance(v, bool) for v in results):
                     raise CelEvalError(f"no such overload for {op}")
                 return not short
+
             node = combined
         return node
 
@@ -223,6 +227,7 @@ class _Parser:
                 if not isinstance(value, bool):
                     raise CelEvalError("no such overload for !")
                 return not value
+
             return negate
         if self.at("-"):
             self.take()
@@ -246,8 +251,9 @@ class _Parser:
                     raise CelSyntaxError(f"unsupported function or macro: {name}()")
                 args = self.arguments()
                 fn = _METHODS[name]
-                node = functools.partial(lambda env, t, f, a: self._call(f, [t(env)] + [x(env) for x in a]),
-                                         t=node, f=fn, a=args)
+                node = functools.partial(
+                    lambda env, t, f, a: self._call(f, [t(env)] + [x(env) for x in a]), t=node, f=fn, a=args
+                )
             else:
                 node = functools.partial(lambda env, t, k: _select(t(env), k), t=node, k=name)
         return node
@@ -325,7 +331,7 @@ class _Parser:
             raise CelSyntaxError("has() needs a field selection like has(self.field)")
         field = self.tokens[end - 1][1]
         sub = _Parser.__new__(_Parser)
-        sub.tokens, sub.pos, sub.uses_old_self = self.tokens[start:end - 2] + [("end", None)], 0, False
+        sub.tokens, sub.pos, sub.uses_old_self = [*self.tokens[start : end - 2], ("end", None)], 0, False
         target = sub.ternary()
         self.uses_old_self |= sub.uses_old_self
         return lambda env: isinstance(obj := target(env), dict) and field in obj

@@ -31,6 +31,7 @@ class ApplyConflict(PatchError):
 
 # --- RFC 7386 merge patch -------------------------------------------------------------------
 
+
 def merge_patch(target: JSON, patch: JSON) -> JSON:
     """RFC 7386: dicts merge recursively, null deletes, anything else replaces."""
     if not isinstance(patch, dict):
@@ -45,6 +46,7 @@ def merge_patch(target: JSON, patch: JSON) -> JSON:
 
 
 # --- RFC 6902 JSON patch --------------------------------------------------------------------
+
 
 def _pointer(path: str) -> list[str]:
     if path == "":
@@ -175,8 +177,9 @@ def _item_key(item: JSON, keys: tuple[str, ...]) -> tuple[Any, ...] | None:
     return tuple(json.dumps(item.get(k), sort_keys=True) for k in keys)
 
 
-def strategic_merge_patch(target: JSON, patch: JSON, merge_keys: MergeKeys = builtin_merge_keys,
-                          _path: tuple[str, ...] = ()) -> JSON:
+def strategic_merge_patch(
+    target: JSON, patch: JSON, merge_keys: MergeKeys = builtin_merge_keys, _path: tuple[str, ...] = ()
+) -> JSON:
     """Strategic merge: like merge patch, but lists with merge keys merge item by item.
 
     Supports ``$patch: delete|replace`` in maps and list items; ``$setElementOrder`` and
@@ -194,10 +197,8 @@ def strategic_merge_patch(target: JSON, patch: JSON, merge_keys: MergeKeys = bui
             field = key.split("/", 1)[1]
             result[field] = [x for x in result.get(field) or [] if x not in (value or [])]
             continue
-        path = _path + (key,)
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, dict) and value.get("$patch") == "delete":
+        path = (*_path, key)
+        if value is None or (isinstance(value, dict) and value.get("$patch") == "delete"):
             result.pop(key, None)
         elif isinstance(value, list):
             result[key] = _merge_list(result.get(key), value, merge_keys, path)
@@ -238,21 +239,22 @@ def _k(item: dict[str, Any], keys: tuple[str, ...]) -> str:
     return "k:" + json.dumps({k: item.get(k) for k in keys}, separators=(",", ":"), sort_keys=True)
 
 
-def field_set(value: JSON, merge_keys: MergeKeys, _path: tuple[str, ...] = (),
-              _prefix: FieldPath = ()) -> set[FieldPath]:
+def field_set(
+    value: JSON, merge_keys: MergeKeys, _path: tuple[str, ...] = (), _prefix: FieldPath = ()
+) -> set[FieldPath]:
     """The leaf paths that an applied configuration sets."""
     paths: set[FieldPath] = set()
     if isinstance(value, dict) and value:
         for key, sub in value.items():
-            paths |= field_set(sub, merge_keys, _path + (key,), _prefix + (f"f:{key}",))
+            paths |= field_set(sub, merge_keys, (*_path, key), (*_prefix, f"f:{key}"))
         return paths
     keys = merge_keys(_path) if isinstance(value, list) else None
     if isinstance(value, list) and keys and all(isinstance(i, dict) for i in value):
         for item in value:
-            prefix = _prefix + (_k(item, keys),)
+            prefix = (*_prefix, _k(item, keys))
             paths.add(prefix)  # the item itself is owned, so it can be removed on re-apply
             for key, sub in item.items():
-                paths |= field_set(sub, merge_keys, _path + (key,), prefix + (f"f:{key}",))
+                paths |= field_set(sub, merge_keys, (*_path, key), (*prefix, f"f:{key}"))
         return paths
     return {_prefix} if _prefix else set()
 
@@ -277,9 +279,9 @@ def from_fields_v1(tree: JSON, _prefix: FieldPath = ()) -> set[FieldPath]:
         if key == ".":
             paths.add(_prefix)
         elif sub:
-            paths |= from_fields_v1(sub, _prefix + (key,))
+            paths |= from_fields_v1(sub, (*_prefix, key))
         else:
-            paths.add(_prefix + (key,))
+            paths.add((*_prefix, key))
     return paths
 
 
@@ -313,7 +315,9 @@ def remove_path(obj: JSON, path: FieldPath) -> None:
         empty = not parent
     elif last.startswith("k:") and isinstance(parent, list):
         wanted = json.loads(last[2:])
-        parent[:] = [i for i in parent if not (isinstance(i, dict) and all(i.get(k) == v for k, v in wanted.items()))]
+        parent[:] = [
+            i for i in parent if not (isinstance(i, dict) and all(i.get(k) == v for k, v in wanted.items()))
+        ]
         empty = not parent
     else:
         return
@@ -337,13 +341,20 @@ def apply_merge(current: JSON, applied: JSON, merge_keys: MergeKeys, _path: tupl
     if isinstance(applied, dict) and isinstance(current, dict):
         result = dict(current)
         for key, value in applied.items():
-            result[key] = apply_merge(current.get(key), value, merge_keys, _path + (key,))
+            result[key] = apply_merge(current.get(key), value, merge_keys, (*_path, key))
         return result
     keys = merge_keys(_path) if isinstance(applied, list) else None
-    if keys and isinstance(applied, list) and isinstance(current, list) and all(isinstance(i, dict) for i in applied):
+    if (
+        keys
+        and isinstance(applied, list)
+        and isinstance(current, list)
+        and all(isinstance(i, dict) for i in applied)
+    ):
         merged = [copy.deepcopy(i) for i in current]
         for item in applied:
-            pos = next((n for n, old in enumerate(merged) if _item_key(old, keys) == _item_key(item, keys)), None)
+            pos = next(
+                (n for n, old in enumerate(merged) if _item_key(old, keys) == _item_key(item, keys)), None
+            )
             if pos is None:
                 merged.append(copy.deepcopy(item))
             else:

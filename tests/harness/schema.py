@@ -19,7 +19,15 @@ from tests.harness import cel
 
 Schema = dict[str, Any]
 # The metadata fields kept in embedded resources (x-kubernetes-embedded-resource).
-EMBEDDED_META = {"name", "namespace", "labels", "annotations", "generateName", "finalizers", "ownerReferences"}
+EMBEDDED_META = {
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "generateName",
+    "finalizers",
+    "ownerReferences",
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ def _join(path: str, key: str) -> str:
 
 
 # --- pruning and defaulting -----------------------------------------------------------------
+
 
 def prune(value: Any, schema: Schema, *, root: bool = False) -> Any:
     """Drop fields unknown to the schema (and non-nullable nulls), as the real server does."""
@@ -143,22 +152,34 @@ class Validator:
     def _fail(self, path: str, value: Any, message: str) -> None:
         self.causes.append(Cause("FieldValueInvalid", path, f"Invalid value: {go_value(value)}: {message}"))
 
-    def validate(self, value: Any, schema: Schema, path: str = "", old: Any = None, has_old: bool = False) -> None:
+    def validate(
+        self, value: Any, schema: Schema, path: str = "", old: Any = None, has_old: bool = False
+    ) -> None:
         where = path or "<root>"
         if value is None:
             if not schema.get("nullable") and schema.get("type"):
-                self._fail(path, None, f"{where} in body must be of type {schema['type']}: \"null\"")
+                self._fail(path, None, f'{where} in body must be of type {schema["type"]}: "null"')
             return
         if not _check_type(value, schema):
             wanted = "integer or string" if schema.get("x-kubernetes-int-or-string") else schema.get("type")
             actual = _type_name(value)
-            self.causes.append(Cause("FieldValueInvalid", path,
-                                     f'Invalid value: "{actual}": {where} in body must be of type {wanted}: "{actual}"'))
+            self.causes.append(
+                Cause(
+                    "FieldValueInvalid",
+                    path,
+                    f'Invalid value: "{actual}": {where} in body must be of type {wanted}: "{actual}"',
+                )
+            )
             return
         if "enum" in schema and value not in schema["enum"]:
             supported = ", ".join(json.dumps(v) for v in schema["enum"])
-            self.causes.append(Cause("FieldValueNotSupported", path,
-                                     f"Unsupported value: {json.dumps(value)}: supported values: {supported}"))
+            self.causes.append(
+                Cause(
+                    "FieldValueNotSupported",
+                    path,
+                    f"Unsupported value: {json.dumps(value)}: supported values: {supported}",
+                )
+            )
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             self._numbers(value, schema, path, where)
         if isinstance(value, str):
@@ -180,26 +201,34 @@ class Validator:
             if schema.get("exclusiveMinimum") and value <= schema["minimum"]:
                 self._fail(path, value, f"{where} in body should be greater than {schema['minimum']}")
             elif value < schema["minimum"]:
-                self._fail(path, value, f"{where} in body should be greater than or equal to {schema['minimum']}")
+                self._fail(
+                    path, value, f"{where} in body should be greater than or equal to {schema['minimum']}"
+                )
         if "maximum" in schema:
             if schema.get("exclusiveMaximum") and value >= schema["maximum"]:
                 self._fail(path, value, f"{where} in body should be less than {schema['maximum']}")
             elif value > schema["maximum"]:
-                self._fail(path, value, f"{where} in body should be less than or equal to {schema['maximum']}")
+                self._fail(
+                    path, value, f"{where} in body should be less than or equal to {schema['maximum']}"
+                )
 
     def _strings(self, value: str, schema: Schema, path: str, where: str) -> None:
         if "minLength" in schema and len(value) < schema["minLength"]:
             self._fail(path, value, f"{where} in body should be at least {schema['minLength']} chars long")
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            self.causes.append(Cause("FieldValueTooLong", path,
-                                     f"Too long: may not be more than {schema['maxLength']} bytes"))
+            self.causes.append(
+                Cause(
+                    "FieldValueTooLong", path, f"Too long: may not be more than {schema['maxLength']} bytes"
+                )
+            )
         if "pattern" in schema and not re.search(schema["pattern"], value):
             self._fail(path, value, f"{where} in body should match '{schema['pattern']}'")
         if schema.get("format") == "date-time" and not _DATE_TIME.match(value):
             self._fail(path, value, f"{where} in body must be of type date-time: {json.dumps(value)}")
 
-    def _objects(self, value: dict[str, Any], schema: Schema, path: str, old: dict[str, Any] | None,
-                 has_old: bool) -> None:
+    def _objects(
+        self, value: dict[str, Any], schema: Schema, path: str, old: dict[str, Any] | None, has_old: bool
+    ) -> None:
         props: dict[str, Schema] = schema.get("properties") or {}
         for key in schema.get("required") or []:
             if key not in value:
@@ -213,18 +242,31 @@ class Validator:
             elif isinstance(schema.get("additionalProperties"), dict):
                 self.validate(sub, schema["additionalProperties"], f"{path}[{key}]", old_sub, has_sub)
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-            self.causes.append(Cause("FieldValueTooMany", path,
-                                     f"Too many: {len(value)}: must have at most {schema['maxProperties']} items"))
+            self.causes.append(
+                Cause(
+                    "FieldValueTooMany",
+                    path,
+                    f"Too many: {len(value)}: must have at most {schema['maxProperties']} items",
+                )
+            )
         if "minProperties" in schema and len(value) < schema["minProperties"]:
-            self._fail(path, value, f"{path} in body should have at least {schema['minProperties']} properties")
+            self._fail(
+                path, value, f"{path} in body should have at least {schema['minProperties']} properties"
+            )
 
-    def _arrays(self, value: list[Any], schema: Schema, path: str, where: str, old: list[Any] | None,
-                has_old: bool) -> None:
+    def _arrays(
+        self, value: list[Any], schema: Schema, path: str, where: str, old: list[Any] | None, has_old: bool
+    ) -> None:
         if "minItems" in schema and len(value) < schema["minItems"]:
             self._fail(path, value, f"{where} in body should have at least {schema['minItems']} items")
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            self.causes.append(Cause("FieldValueTooMany", path,
-                                     f"Too many: {len(value)}: must have at most {schema['maxItems']} items"))
+            self.causes.append(
+                Cause(
+                    "FieldValueTooMany",
+                    path,
+                    f"Too many: {len(value)}: must have at most {schema['maxItems']} items",
+                )
+            )
         list_type = schema.get("x-kubernetes-list-type")
         keys: list[str] = schema.get("x-kubernetes-list-map-keys") or []
         seen: set[str] = set()
@@ -236,14 +278,18 @@ class Validator:
             else:
                 identity = ""
             if identity and identity in seen:
-                self.causes.append(Cause("FieldValueDuplicate", f"{path}[{n}]", f"Duplicate value: {identity}"))
+                self.causes.append(
+                    Cause("FieldValueDuplicate", f"{path}[{n}]", f"Duplicate value: {identity}")
+                )
             seen.add(identity)
             items = schema.get("items")
             if isinstance(items, dict):
                 # Transition rules inside lists apply only to map-keyed items that can be correlated.
                 old_item, has_item = None, False
                 if list_type == "map" and old is not None and isinstance(item, dict):
-                    match = [o for o in old if isinstance(o, dict) and all(o.get(k) == item.get(k) for k in keys)]
+                    match = [
+                        o for o in old if isinstance(o, dict) and all(o.get(k) == item.get(k) for k in keys)
+                    ]
                     old_item, has_item = (match[0], True) if match else (None, False)
                 self.validate(item, items, f"{path}[{n}]", old_item, has_item)
 
@@ -268,12 +314,16 @@ class Validator:
             if ok is not True:
                 message = rule.get("message") or f"failed rule: {expr}"
                 shown = json.dumps(_type_name(value))
-                self.causes.append(Cause(rule.get("reason") or "FieldValueInvalid", field,
-                                         f"Invalid value: {shown}: {message}"))
+                self.causes.append(
+                    Cause(
+                        rule.get("reason") or "FieldValueInvalid", field, f"Invalid value: {shown}: {message}"
+                    )
+                )
 
 
-def validate(value: Any, schema: Schema, old: Any = None, *,
-             unevaluated: Callable[[str], None] = lambda rule: None) -> list[Cause]:
+def validate(
+    value: Any, schema: Schema, old: Any = None, *, unevaluated: Callable[[str], None] = lambda rule: None
+) -> list[Cause]:
     validator = Validator(unevaluated)
     validator.validate(value, schema, "", old, old is not None)
     validator.run_rules()

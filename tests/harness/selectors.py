@@ -33,43 +33,65 @@ def _split(selector: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+def _has_value(key: str, values: set[str], negate: bool) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: (labels.get(key) in values) != negate
+
+
+def _exists(key: str, negate: bool) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: (key in labels) != negate
+
+
 def label_selector(selector: str | None) -> Predicate:
     """Parse =, ==, !=, in, notin, exists (``key``) and !exists (``!key``)."""
     checks: list[Callable[[dict[str, str]], bool]] = []
     for part in _split(selector or ""):
         if m := _SET_EXPR.match(part):
-            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",") if v.strip()}
-            if op == "in":
-                checks.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
-            else:
-                checks.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+            values = {v.strip() for v in m.group(3).split(",") if v.strip()}
+            checks.append(_has_value(m.group(1), values, m.group(2) == "notin"))
         elif m := _EQ_EXPR.match(part):
-            key, op, value = m.groups()
-            if op == "!=":
-                checks.append(lambda labels, k=key, v=value: labels.get(k) != v)
-            else:
-                checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
+            checks.append(_has_value(m.group(1), {m.group(3)}, m.group(2) == "!="))
         elif m := _EXISTS_EXPR.match(part):
-            negate, key = m.group(1) == "!", m.group(2)
-            checks.append(lambda labels, k=key, n=negate: (k in labels) != n)
+            checks.append(_exists(m.group(2), m.group(1) == "!"))
         else:
             raise SelectorError(f"unable to parse requirement: {part.strip()!r}")
 
     def predicate(obj: dict[str, Any]) -> bool:
         labels = (obj.get("metadata") or {}).get("labels") or {}
         return all(check(labels) for check in checks)
+
     return predicate
 
 
 # Field labels each resource supports beyond metadata.name/metadata.namespace (the real lists
 # are per type in the API server's source; these are the ones tests and operators use).
 FIELD_LABELS: dict[str, set[str]] = {
-    "pods": {"spec.nodeName", "status.phase", "spec.restartPolicy", "spec.schedulerName",
-             "spec.serviceAccountName", "status.podIP", "status.nominatedNodeName", "spec.hostNetwork"},
-    "events": {"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-               "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
-               "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type",
-               "regarding.kind", "regarding.name", "regarding.namespace", "regarding.uid"},
+    "pods": {
+        "spec.nodeName",
+        "status.phase",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "status.podIP",
+        "status.nominatedNodeName",
+        "spec.hostNetwork",
+    },
+    "events": {
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+        "regarding.kind",
+        "regarding.name",
+        "regarding.namespace",
+        "regarding.uid",
+    },
     "secrets": {"type"},
     "namespaces": {"status.phase"},
     "nodes": {"spec.unschedulable"},
@@ -89,6 +111,10 @@ def _field_value(obj: dict[str, Any], path: str) -> str:
     return str(node)
 
 
+def _field_check(field: str, value: str, negate: bool) -> Callable[[dict[str, Any]], bool]:
+    return lambda obj: (_field_value(obj, field) == value) != negate
+
+
 def field_selector(selector: str | None, plural: str) -> Predicate:
     """Parse field selectors (=, ==, !=) over the field labels the resource supports."""
     allowed = {"metadata.name", "metadata.namespace"} | FIELD_LABELS.get(plural, set())
@@ -99,9 +125,6 @@ def field_selector(selector: str | None, plural: str) -> Predicate:
             raise SelectorError(f"invalid selector: {part.strip()!r}; can't understand it")
         field, op, value = m.groups()
         if field not in allowed:
-            raise SelectorError(f'field label not supported: {field}')
-        if op == "!=":
-            checks.append(lambda o, f=field, v=value: _field_value(o, f) != v)
-        else:
-            checks.append(lambda o, f=field, v=value: _field_value(o, f) == v)
+            raise SelectorError(f"field label not supported: {field}")
+        checks.append(_field_check(field, value, op == "!="))
     return lambda obj: all(check(obj) for check in checks)

@@ -11,8 +11,18 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.harness.patching import ApplyConflict, FieldPath, MergeKeys, apply_merge, field_set, \
-    fields_v1, from_fields_v1, get_path, path_str, remove_path
+from tests.harness.patching import (
+    ApplyConflict,
+    FieldPath,
+    MergeKeys,
+    apply_merge,
+    field_set,
+    fields_v1,
+    from_fields_v1,
+    get_path,
+    path_str,
+    remove_path,
+)
 from tests.harness.schema import now_rfc3339
 
 # ObjectMeta fields that appliers may own; the identity fields (name, uid...) are never owned.
@@ -37,9 +47,16 @@ class Entry:
 def load(obj: dict[str, Any]) -> list[Entry]:
     entries: list[Entry] = []
     for raw in (obj.get("metadata") or {}).get("managedFields") or []:
-        entries.append(Entry(raw.get("manager", ""), raw.get("operation", "Update"),
-                             raw.get("apiVersion", ""), raw.get("subresource", ""),
-                             from_fields_v1(raw.get("fieldsV1") or {}), raw.get("time", "")))
+        entries.append(
+            Entry(
+                raw.get("manager", ""),
+                raw.get("operation", "Update"),
+                raw.get("apiVersion", ""),
+                raw.get("subresource", ""),
+                from_fields_v1(raw.get("fieldsV1") or {}),
+                raw.get("time", ""),
+            )
+        )
     return entries
 
 
@@ -48,8 +65,14 @@ def dump(entries: list[Entry]) -> list[dict[str, Any]]:
     for e in entries:
         if not e.fields:
             continue
-        raw: dict[str, Any] = {"manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
-                               "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": fields_v1(e.fields)}
+        raw: dict[str, Any] = {
+            "manager": e.manager,
+            "operation": e.operation,
+            "apiVersion": e.api_version,
+            "time": e.time,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": fields_v1(e.fields),
+        }
         if e.subresource:
             raw["subresource"] = e.subresource
         result.append(raw)
@@ -67,8 +90,7 @@ def ownable(obj: dict[str, Any], subresource: str) -> dict[str, Any]:
     return result
 
 
-def _entry(entries: list[Entry], manager: str, operation: str, api_version: str,
-           subresource: str) -> Entry:
+def _entry(entries: list[Entry], manager: str, operation: str, api_version: str, subresource: str) -> Entry:
     for e in entries:
         if e.ident == (manager, operation, subresource):
             e.api_version = api_version
@@ -78,14 +100,21 @@ def _entry(entries: list[Entry], manager: str, operation: str, api_version: str,
     return e
 
 
-def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str, api_version: str,
-                  subresource: str, merge_keys: MergeKeys) -> list[Dict]:
+def record_update(
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    manager: str,
+    api_version: str,
+    subresource: str,
+    merge_keys: MergeKeys,
+) -> list[Dict]:
     """Ownership after a non-apply write: the writer takes the fields it changed."""
     entries = load(old) if old is not None else []
     new_view = ownable(new, subresource if subresource == "status" else "")
     present = field_set(ownable(new, ""), merge_keys) | field_set(ownable(new, "status"), merge_keys)
-    changed = {p for p in field_set(new_view, merge_keys)
-               if old is None or get_path(old, p) != get_path(new, p)}
+    changed = {
+        p for p in field_set(new_view, merge_keys) if old is None or get_path(old, p) != get_path(new, p)
+    }
     for e in entries:
         e.fields = {p for p in e.fields if p in present or _is_prefix(p, present)} - changed
     if changed:
@@ -98,12 +127,18 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
 
 
 def _is_prefix(path: FieldPath, paths: set[FieldPath]) -> bool:
-    return any(p[:len(path)] == path for p in paths)
+    return any(p[: len(path)] == path for p in paths)
 
 
-def server_side_apply(current: dict[str, Any], applied: dict[str, Any], manager: str,
-                      api_version: str, subresource: str, force: bool,
-                      merge_keys: MergeKeys) -> tuple[dict[str, Any], list[Dict]]:
+def server_side_apply(
+    current: dict[str, Any],
+    applied: dict[str, Any],
+    manager: str,
+    api_version: str,
+    subresource: str,
+    force: bool,
+    merge_keys: MergeKeys,
+) -> tuple[dict[str, Any], list[Dict]]:
     """Merge an applied configuration into ``current``; returns (object, managedFields).
 
     Raises :class:`ApplyConflict` when the configuration changes a field another manager owns,
