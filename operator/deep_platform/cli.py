@@ -15,7 +15,10 @@ from .config import OperatorConfig
 
 #: modules that add subcommands of their component: each has `add_commands(subparsers)`,
 #: which sets `func` (args -> exit code) on its parsers
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "deep_platform.gpu.cli",
+    "deep_platform.catalogue.cli",
+]
 
 
 def setup_logging(verbose: bool) -> None:

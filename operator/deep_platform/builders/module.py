@@ -1,4 +1,7 @@
-"""Module -> its catalogue ConfigMap in the platform namespace."""
+"""Module -> its catalogue entry ConfigMap, the sharded index, and ready-to-apply snippets.
+
+Pure functions: the controller and the index writer decide when to write what these return.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,19 @@ import hashlib
 import json
 from typing import Any
 
+from ..api import API_VERSION
 from ..api.module import Module
 
 CATALOGUE_LABEL = "deep-hybrid-datacloud.eu/catalogue"
+INDEX_HEAD = "catalogue-index"
+#: a ConfigMap holds at most 1 MiB (keys, values and metadata); leave room for the envelope
+SHARD_BUDGET = 900 * 1024
+#: what the index keeps of each module's metadata: enough to list and filter without entries
+FACETS = ("tasks", "categories", "libraries", "data-type", "tags")
+_LABELS = {
+    "app.kubernetes.io/part-of": "deep-platform",
+    "app.kubernetes.io/managed-by": "deep-platform-operator",
+}
 
 
 def entry_name(module_name: str) -> str:
@@ -20,19 +33,52 @@ def entry_name(module_name: str) -> str:
     return f"{name[:242]}-{digest}"
 
 
-def entry_data(module: Module, endpoints: list[str]) -> dict[str, Any]:
+def _strings(value: Any) -> list[str]:
+    """A facet as a list of strings, whatever an author wrote (a string, null, a list)."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value if v is not None]
+    return [str(value)]
+
+
+def entry_data(
+    module: Module, endpoints: list[str], problems: list[str] | None = None
+) -> dict[str, Any]:
     return {
         "name": module.name,
         "image": module.spec.image,
         "capabilities": module.spec.capabilities.to_api(),
         "resources": module.spec.resources.to_api() if module.spec.resources else {},
         "metadata": module.spec.metadata,
+        "metadataValid": not problems,
+        "metadataProblems": list(problems or []),
         "endpoints": sorted(endpoints),
     }
 
 
+def index_item(module: Module, problems: list[str] | None = None) -> dict[str, Any]:
+    """One module's line in the index."""
+    meta = module.spec.metadata
+    item: dict[str, Any] = {
+        "name": module.name,
+        "title": str(meta.get("title") or module.name),
+        "summary": str(meta.get("summary") or ""),
+        "image": module.spec.image,
+        "trainable": module.spec.capabilities.trainable,
+        "servable": module.spec.capabilities.servable,
+        "metadataValid": not problems,
+    }
+    for facet in FACETS:
+        item[facet] = _strings(meta.get(facet))
+    return item
+
+
 def build_catalogue_entry(
-    module: Module, namespace: str, endpoints: list[str] | None = None
+    module: Module,
+    namespace: str,
+    endpoints: list[str] | None = None,
+    problems: list[str] | None = None,
 ) -> dict[str, Any]:
     """One ConfigMap per Module, owned by it (a namespaced object may have a cluster-scoped
     owner), so the garbage collector removes it with the Module."""
@@ -45,12 +91,90 @@ def build_catalogue_entry(
             "labels": {
                 CATALOGUE_LABEL: "entry",
                 "deep-hybrid-datacloud.eu/module": module.name[:63],
-                "app.kubernetes.io/part-of": "deep-platform",
-                "app.kubernetes.io/managed-by": "deep-platform-operator",
+                **_LABELS,
             },
             "ownerReferences": [module.owner_reference()],
         },
         "data": {
-            "module.json": json.dumps(entry_data(module, endpoints or []), sort_keys=True),
+            "module.json": json.dumps(entry_data(module, endpoints or [], problems), sort_keys=True),
         },
+    }
+
+
+def shard_name(number: int) -> str:
+    return f"{INDEX_HEAD}-{number}"
+
+
+def pack_shards(items: list[dict[str, Any]], budget: int = SHARD_BUDGET) -> list[str]:
+    """Index items (sorted by name) packed greedily into JSON arrays of at most `budget` bytes."""
+    shards: list[list[str]] = [[]]
+    size = 2
+    for item in sorted(items, key=lambda i: i["name"]):
+        line = json.dumps(item, sort_keys=True, separators=(",", ":"))
+        cost = len(line.encode()) + 1
+        if cost + 2 > budget:
+            raise ValueError(f"module {item['name']}: its index line alone exceeds {budget} bytes")
+        if size + cost > budget and shards[-1]:
+            shards.append([])
+            size = 2
+        shards[-1].append(line)
+        size += cost
+    return ["[" + ",".join(lines) + "]" for lines in shards]
+
+
+def build_index(
+    items: list[dict[str, Any]], namespace: str, budget: int = SHARD_BUDGET
+) -> list[dict[str, Any]]:
+    """The shard ConfigMaps, then the head that names them with their digests. Readers start
+    at the head and retry when a shard's digest does not match (a rebuild is in progress)."""
+    shards = pack_shards(items, budget)
+    digests = [hashlib.sha256(s.encode()).hexdigest()[:16] for s in shards]
+    objects = [
+        _configmap(shard_name(n), namespace, "index-shard", {"modules.json": text})
+        for n, text in enumerate(shards)
+    ]
+    head = {
+        "shards": [{"name": shard_name(n), "digest": d} for n, d in enumerate(digests)],
+        "modules": len(items),
+    }
+    objects.append(_configmap(INDEX_HEAD, namespace, "index", {"index.json": json.dumps(head)}))
+    return objects
+
+
+def shard_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _configmap(name: str, namespace: str, role: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "labels": {CATALOGUE_LABEL: role, **_LABELS}},
+        "data": data,
+    }
+
+
+def trainingjob_snippet(module: Module, namespace: str = "default") -> dict[str, Any]:
+    """A TrainingJob that retrains the module with its default training resources."""
+    spec: dict[str, Any] = {"module": module.name, "hyperparameters": {}}
+    if module.spec.resources and module.spec.resources.training:
+        spec["resources"] = module.spec.resources.training.to_api()
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": {"name": f"{module.name[:50].rstrip('-.')}-train", "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def inferenceservice_snippet(module: Module, namespace: str = "default") -> dict[str, Any]:
+    """An InferenceService that serves the module, scaled to zero while idle."""
+    spec: dict[str, Any] = {"module": module.name, "scaling": {"minReplicas": 0, "maxReplicas": 1}}
+    if module.spec.resources and module.spec.resources.inference:
+        spec["resources"] = module.spec.resources.inference.to_api()
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "InferenceService",
+        "metadata": {"name": module.name[:53].rstrip("-."), "namespace": namespace},
+        "spec": spec,
     }

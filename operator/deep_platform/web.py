@@ -1,0 +1,26 @@
+"""The platform's web pages: one aiohttp application, each component mounted under its path."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .catalogue.web import create_catalogue_app
+from .config import OperatorConfig
+from .kube import Kube
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def to_catalogue(_: web.Request) -> web.Response:
+    raise web.HTTPFound("/catalogue/")
+
+
+def create_app(kube: Kube, config: OperatorConfig) -> web.Application:
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", to_catalogue)
+    app.router.add_get("/catalogue", to_catalogue)
+    app.add_subapp("/catalogue/", create_catalogue_app(kube, config))
+    return app
