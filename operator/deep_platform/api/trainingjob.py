@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import CrdInfo, CustomObject, SpecRule, Status
 from .common import DNS_SUBDOMAIN_PATTERN, ApiModel, EnvVar, Resources, StorageMount, Toleration
@@ -80,6 +80,26 @@ class TrainingJobSpec(ApiModel):
     ttl_seconds_after_finished: int | None = Field(
         None, ge=0, description="Delete the Job and its pods this long after it finished."
     )
+    non_retryable_exit_codes: list[int] | None = Field(
+        None,
+        max_length=255,
+        description=(
+            "Exit codes of the training container that fail the job at once, without retries "
+            "(a bug or bad hyperparameters will not go away by retrying). Default: 1 to 127; "
+            "codes from 128 up (killed by a signal, such as 137 for OOMKilled) are retried up "
+            "to backoffLimit. An empty list retries every failure. Evictions and preemptions "
+            "never count as failures."
+        ),
+        json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 255}},
+    )
+
+    @field_validator("non_retryable_exit_codes")
+    @classmethod
+    def _exit_codes_in_range(cls, codes: list[int] | None) -> list[int] | None:
+        bad = [code for code in codes or [] if not 1 <= code <= 255]
+        if bad:
+            raise ValueError(f"exit codes run from 1 to 255; remove {bad}")
+        return sorted(set(codes)) if codes is not None else None
 
 
 class TrainingJobStatus(Status):
@@ -97,6 +117,8 @@ class TrainingJobStatus(Status):
     pod_name: str | None = Field(None, description="Name of the latest training pod.")
     node_name: str | None = Field(None, description="Node the latest pod runs on.")
     gpu_product: str | None = Field(None, description="GPU product of that node.")
+    gpus: int | None = Field(None, description="GPUs (or MIG instances) the training pod asks for.")
+    exit_code: int | None = Field(None, description="Exit code of the training container, once it ended.")
     restarts: int | None = Field(None, description="Container restarts and pod retries so far.")
     start_time: dt.datetime | None = Field(None, description="When training started.")
     completion_time: dt.datetime | None = Field(None, description="When training ended.")
@@ -112,7 +134,7 @@ class TrainingJob(CustomObject[TrainingJobSpec, TrainingJobStatus]):
         description=("Retrain a module of the catalogue, or any DEEPaaS image, on GPUs with your data."),
         printer_columns=(
             {"name": "Module", "type": "string", "jsonPath": ".spec.module"},
-            {"name": "GPUs", "type": "integer", "jsonPath": ".spec.resources.gpu.count"},
+            {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
             {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
+from ..api.common import Resources
 from ..api.module import Module
 from ..api.trainingjob import TrainingJob
 from . import pod
 
 CONTAINER_NAME = "train"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+#: Hash of the Job the operator last applied; equal hash -> nothing to apply (no API write).
+SPEC_HASH_ANNOTATION = "deep-hybrid-datacloud.eu/spec-hash"
+#: A Module annotation naming its DEEPaaS model (entry point of `deepaas.v2.model`), for images
+#: that install several models: deepaas-cli picks the model only from DEEPAAS_V2_MODEL.
+MODEL_ANNOTATION = "deep-hybrid-datacloud.eu/deepaas-model"
+#: Exit codes that fail the Job at once unless spec.nonRetryableExitCodes says otherwise.
+DEFAULT_NON_RETRYABLE = list(range(1, 128))
+TERMINATION_LOG = "/dev/termination-log"
 
 
 def job_name(tj: TrainingJob) -> str:
@@ -24,7 +35,7 @@ def training_image(tj: TrainingJob, module: Module | None) -> str:
     return module.spec.image
 
 
-def training_resources(tj: TrainingJob, module: Module | None) -> Any:
+def training_resources(tj: TrainingJob, module: Module | None) -> Resources | None:
     if tj.spec.resources is not None:
         return tj.spec.resources
     if module is not None and module.spec.resources is not None:
@@ -32,26 +43,95 @@ def training_resources(tj: TrainingJob, module: Module | None) -> Any:
     return None
 
 
+def gpu_count(resources: Resources | None) -> int:
+    return resources.gpu.count if resources is not None and resources.gpu is not None else 0
+
+
+def _literal(value: Any) -> str:
+    """A Python literal, as deepaas-cli parses List and Dict options with ast.literal_eval."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 def hyperparameter_value(value: Any) -> str:
-    """How deepaas-cli reads a value: JSON for lists and maps, lowercase booleans, else text."""
+    """One value as deepaas-cli reads it: true/false, Python literals for lists and maps."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | dict):
-        return json.dumps(value)
+        return _literal(value)
     return str(value)
 
 
 def train_command(tj: TrainingJob) -> tuple[list[str], list[str]]:
-    """Command and args of the training container."""
+    """Command and args of the training container.
+
+    Hyperparameters go after `train` as `--name=value` (one argv item each, so values with
+    spaces or a leading dash survive).
+    """
     if tj.spec.command is not None:
         return list(tj.spec.command), list(tj.spec.args or [])
     args = ["train"]
     for name in sorted(tj.spec.hyperparameters):
-        args += [f"--{name}", hyperparameter_value(tj.spec.hyperparameters[name])]
+        args.append(f"--{name}={hyperparameter_value(tj.spec.hyperparameters[name])}")
     return ["deepaas-cli"], args + list(tj.spec.args or [])
 
 
-def build_job(tj: TrainingJob, module: Module | None) -> dict[str, Any]:
+def training_env(tj: TrainingJob, module: Module | None) -> list[dict[str, Any]]:
+    env = pod.env_list(tj.spec.env)
+    model = module.metadata.annotations.get(MODEL_ANNOTATION) if module is not None else None
+    if model and tj.spec.command is None and not any(e["name"] == "DEEPAAS_V2_MODEL" for e in env):
+        env.append({"name": "DEEPAAS_V2_MODEL", "value": model})
+    return env
+
+
+def pod_failure_policy(tj: TrainingJob) -> dict[str, Any]:
+    """Fail at once on permanent failures; never count evictions and preemptions."""
+    rules: list[dict[str, Any]] = [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    ]
+    codes = tj.spec.non_retryable_exit_codes
+    codes = DEFAULT_NON_RETRYABLE if codes is None else codes
+    if codes:
+        rules.append(
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": CONTAINER_NAME, "operator": "In", "values": codes},
+            }
+        )
+    return {"rules": rules}
+
+
+def job_suspended(tj: TrainingJob, live_job: dict[str, Any] | None) -> bool:
+    """spec.suspend, or Kueue's say: a queued Job starts suspended and Kueue resumes it.
+
+    Once the Job exists, its live value is kept for queued jobs so the operator never takes
+    an admission back from Kueue.
+    """
+    if tj.spec.suspend:
+        return True
+    if not tj.spec.queue_name:
+        return False
+    if live_job is None:
+        return True
+    return bool((live_job.get("spec") or {}).get("suspend", True))
+
+
+def add_pod_parts(tj: TrainingJob, pod_spec: dict[str, Any], container: dict[str, Any]) -> None:
+    """The one place where other features add to the training pod (storage init containers,
+    volumes and mounts go here), after the base pod is complete."""
+
+
+def spec_hash(job: dict[str, Any]) -> str:
+    text = json.dumps(job, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def build_job(
+    tj: TrainingJob, module: Module | None, live_job: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The Job that runs the training; owned by the TrainingJob so deletion cascades."""
     resources = training_resources(tj, module)
     module_name = tj.spec.module
@@ -63,14 +143,16 @@ def build_job(tj: TrainingJob, module: Module | None) -> dict[str, Any]:
         "image": training_image(tj, module),
         "command": command,
         "args": args,
-        "env": pod.env_list(tj.spec.env),
+        "env": training_env(tj, module),
         "resources": pod.resource_requirements(resources),
         "volumeMounts": [shm_mount],
         "securityContext": pod.container_security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        # the log tail explains a crash when the program wrote no termination message
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
+        "restartPolicy": "Never",  # retries are new pods, counted by the Job (and its policy)
         "securityContext": pod.pod_security_context(),
         "containers": [container],
         "volumes": [shm_volume],
@@ -87,19 +169,21 @@ def build_job(tj: TrainingJob, module: Module | None) -> dict[str, Any]:
         pod_spec["affinity"] = affinity
     if tj.spec.priority_class_name:
         pod_spec["priorityClassName"] = tj.spec.priority_class_name
+    add_pod_parts(tj, pod_spec, container)
     job_labels = dict(labels)
     if tj.spec.queue_name:
-        job_labels["kueue.x-k8s.io/queue-name"] = tj.spec.queue_name
+        job_labels[KUEUE_QUEUE_LABEL] = tj.spec.queue_name
     job_spec: dict[str, Any] = {
         "backoffLimit": tj.spec.backoff_limit,
-        "suspend": tj.spec.suspend or bool(tj.spec.queue_name),
+        "suspend": job_suspended(tj, live_job),
+        "podFailurePolicy": pod_failure_policy(tj),
         "template": {"metadata": {"labels": labels}, "spec": pod_spec},
     }
     if tj.spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = tj.spec.active_deadline_seconds
     if tj.spec.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = tj.spec.ttl_seconds_after_finished
-    return {
+    job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
@@ -110,3 +194,5 @@ def build_job(tj: TrainingJob, module: Module | None) -> dict[str, Any]:
         },
         "spec": job_spec,
     }
+    job["metadata"]["annotations"] = {SPEC_HASH_ANNOTATION: spec_hash(job)}
+    return job

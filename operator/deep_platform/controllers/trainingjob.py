@@ -1,65 +1,527 @@
-"""TrainingJob controller: run the training Job and mirror its state."""
+"""TrainingJob controller: run the training Job and mirror its state.
+
+Every event of a TrainingJob, of its Job and of the Job's pods leads to one reconciliation that
+reads the world, computes the status in memory and writes only what changed: the Job only when
+its hash annotation differs from the desired one, the status only when it differs, one Event
+per phase transition. The watches on Jobs, Pods and Modules wake the TrainingJob concerned, so
+no state is kept between calls beyond caches that only save API calls.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
+from .. import events
+from .. import kube as k
 from ..api import GROUP, VERSION, Module, TrainingJob
+from ..api.common import Resources
 from ..api.trainingjob import TrainingJobStatus
-from ..builders.trainingjob import build_job
+from ..builders.pod import GPU_PRODUCT_LABEL, LABEL_KIND, quantity_to_mebibytes
+from ..builders.trainingjob import (
+    CONTAINER_NAME,
+    SPEC_HASH_ANNOTATION,
+    build_job,
+    gpu_count,
+    training_resources,
+)
 from ..conditions import set_condition
-from ..kube import kind_of
 from ..metrics import instrumented
+from ..scheduling import gpu_problem, read_nodes
 from . import runtime
-from .reconciler import announce_transitions, invalid_spec_status, parse, plain, write_status
+from .reconciler import parse, plain, write_status
 from .settings import RESYNC_SECONDS
 
-KIND = kind_of(TrainingJob)
-MODULE_KIND = kind_of(Module)
+log = logging.getLogger(__name__)
+KIND = k.kind_of(TrainingJob)
+MODULE_KIND = k.kind_of(Module)
+CHILD_LABELS = {LABEL_KIND: "trainingjob"}
+MESSAGE_TAIL = 800  # characters of a termination message kept in status and Events
+Key = tuple[str, str]
 
 
-@kopf.on.resume(GROUP, VERSION, "trainingjobs")
-@kopf.on.create(GROUP, VERSION, "trainingjobs")
-@kopf.on.update(GROUP, VERSION, "trainingjobs")
+# --- what the Job and its pods say -------------------------------------------------------------
+
+
+@dataclass
+class Observation:
+    """The Job's state in the words of the status: phase, reason, message and facts."""
+
+    phase: str
+    reason: str
+    message: str = ""
+    pod_name: str | None = None
+    node_name: str | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    start_time: dt.datetime | None = None
+    completion_time: dt.datetime | None = None
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    if isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _true_conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = (obj.get("status") or {}).get("conditions") or []
+    return {c["type"]: c for c in found if c.get("status") == "True"}
+
+
+def _created(pod: dict[str, Any]) -> tuple[str, str]:
+    meta = pod.get("metadata") or {}
+    return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
+
+
+def _container(pod: dict[str, Any]) -> dict[str, Any]:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return next((s for s in statuses if s.get("name") == CONTAINER_NAME), statuses[0] if statuses else {})
+
+
+def _terminated(pod: dict[str, Any] | None) -> dict[str, Any] | None:
+    if pod is None:
+        return None
+    state = _container(pod)
+    return (state.get("state") or {}).get("terminated") or (state.get("lastState") or {}).get("terminated")
+
+
+def tail(text: str | None, limit: int = MESSAGE_TAIL) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def failure_reason(terminated: dict[str, Any] | None) -> str | None:
+    """OOMKilled, ExitCode<N>, or None when the container did not end."""
+    if not terminated:
+        return None
+    if terminated.get("reason") == "OOMKilled":
+        return "OOMKilled"
+    return f"ExitCode{terminated.get('exitCode', 0)}"
+
+
+def _describe_end(terminated: dict[str, Any]) -> str:
+    code = terminated.get("exitCode")
+    what = f"the {CONTAINER_NAME} container exited with code {code}"
+    if terminated.get("reason") == "OOMKilled":
+        what = f"the {CONTAINER_NAME} container ran out of memory (OOMKilled, exit code {code})"
+    message = tail(terminated.get("message"))
+    return f"{what}: {message}" if message else what
+
+
+def _disruption(pod: dict[str, Any]) -> str | None:
+    condition = _true_conditions(pod).get("DisruptionTarget")
+    if condition is not None:
+        return str(condition.get("reason") or "Evicted")
+    if (pod.get("status") or {}).get("reason") == "Evicted":
+        return "Evicted"
+    return None
+
+
+def pending_reason(pod: dict[str, Any]) -> tuple[str, str]:
+    """Why a pod is not running yet: Unschedulable, ImagePullBackOff, ContainerCreating..."""
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return str(condition.get("reason") or "Unschedulable"), str(condition.get("message") or "")
+    for state in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        waiting = (state.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason") not in (None, "PodInitializing"):
+            return str(waiting["reason"]), str(waiting.get("message") or "")
+    if status.get("initContainerStatuses"):
+        return "PodInitializing", ""
+    return "ContainerCreating", ""
+
+
+def observe(job: dict[str, Any], pods: list[dict[str, Any]], queued: bool) -> Observation:
+    """The phase machine: Job and pod status -> what people read. Pure."""
+    job_status = job.get("status") or {}
+    conditions = _true_conditions(job)
+    pods = sorted(pods, key=_created)
+    latest = pods[-1] if pods else None
+    failed_pods = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+    last_failed = failed_pods[-1] if failed_pods else None
+    failures = int(job_status.get("failed") or 0)
+    restarts = failures + sum(
+        int(s.get("restartCount") or 0)
+        for s in (latest or {}).get("status", {}).get("containerStatuses") or []
+    )
+    base = {
+        "pod_name": (latest or {}).get("metadata", {}).get("name"),
+        "node_name": (latest or {}).get("spec", {}).get("nodeName"),
+        "restarts": restarts,
+        "start_time": _time(job_status.get("startTime")),
+    }
+    succeeded = conditions.get("Complete") or conditions.get("SuccessCriteriaMet")
+    if succeeded is not None:
+        end = _time(job_status.get("completionTime")) or _time(succeeded.get("lastTransitionTime"))
+        return Observation(
+            "Succeeded", "Completed", "training finished", exit_code=0, completion_time=end, **base
+        )
+    failed = conditions.get("Failed") or conditions.get("FailureTarget")
+    if failed is not None:
+        ended = _terminated(last_failed or latest)
+        reason = str(failed.get("reason") or "Failed")
+        if reason == "PodFailurePolicy" and ended:
+            reason = failure_reason(ended) or reason  # the policy only repeats the exit code
+        message = str(failed.get("message") or "")
+        if ended:
+            message = (
+                _describe_end(ended) if not message else f"{message}; last attempt: {_describe_end(ended)}"
+            )
+        return Observation(
+            "Failed",
+            reason,
+            message,
+            exit_code=(ended or {}).get("exitCode"),
+            completion_time=_time(failed.get("lastTransitionTime")),
+            **base,
+        )
+    if (job.get("spec") or {}).get("suspend") or "Suspended" in conditions:
+        if queued:
+            return Observation("Queued", "Queued", "waiting for Kueue to admit the job", **base)
+        return Observation(
+            "Suspended", "Suspended", "spec.suspend is true; set it to false to resume", **base
+        )
+    phase = (latest or {}).get("status", {}).get("phase")
+    if phase in ("Running", "Succeeded"):
+        where = f" on node {base['node_name']}" if base["node_name"] else ""
+        return Observation("Running", "Running", f"pod {base['pod_name']} runs{where}", **base)
+    if failures or phase == "Failed":
+        previous = last_failed
+        disruption = _disruption(previous) if previous else None
+        ended = _terminated(previous)
+        reason = disruption or failure_reason(ended) or "PodFailed"
+        message = f"attempt {failures + 1}: previous pod " + (
+            f"was disrupted ({disruption})" if disruption else _describe_end(ended) if ended else "failed"
+        )
+        return Observation("Restarting", reason, message, **base)
+    if latest is not None:
+        reason, detail = pending_reason(latest)
+        return Observation(
+            "Pending", reason, tail(detail) or f"pod {base['pod_name']} is not running yet", **base
+        )
+    return Observation("Pending", "JobCreated", "waiting for the Job controller to create the pod", **base)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{secs}s"
+
+
+# --- why a TrainingJob cannot get a Job --------------------------------------------------------
+
+
+def resource_problem(resources: Resources | None, module: Module | None) -> str | None:
+    """Requests below the minimum the Module's AI4 metadata says training needs."""
+    if module is None or resources is None:
+        return None
+    needs = ((module.spec.metadata.get("resources") or {}).get("training")) or {}
+    if not isinstance(needs, dict):
+        return None
+    problems = []
+    gpus = gpu_count(resources)
+    if int(needs.get("gpu") or 0) > gpus:
+        problems.append(f"spec.resources.gpu.count is {gpus}; the module needs at least {needs['gpu']} GPU")
+    if needs.get("memory_MB") and resources.memory is not None:
+        have = quantity_to_mebibytes(resources.memory) * 2**20 / 1e6
+        if have < int(needs["memory_MB"]):
+            problems.append(
+                f"spec.resources.memory is {resources.memory}; the module needs at least "
+                f"{needs['memory_MB']} MB"
+            )
+    if needs.get("gpu_memory_MB") and gpus and resources.gpu and resources.gpu.min_memory is not None:
+        have = quantity_to_mebibytes(resources.gpu.min_memory) * 2**20 / 1e6
+        if have < int(needs["gpu_memory_MB"]):
+            problems.append(
+                f"spec.resources.gpu.minMemory is {resources.gpu.min_memory}; the module needs "
+                f"GPUs with at least {needs['gpu_memory_MB']} MB"
+            )
+    if not problems:
+        return None
+    return "; ".join(problems) + f" (Module {module.name}, metadata.resources.training); raise the request"
+
+
+# --- in-memory bookkeeping (only saves API calls; all truth is in the API) ---------------------
+
+
+class _Memory:
+    def __init__(self) -> None:
+        self.guard = threading.Lock()
+        self.locks: dict[Key, threading.Lock] = {}
+        # (uid, resourceVersion) of our last status write, to skip its echo
+        self.own_version: dict[Key, tuple[str, int]] = {}
+        self.waiting: dict[str, set[Key]] = {}  # Module name -> TrainingJobs waiting for it
+
+    def lock(self, key: Key) -> threading.Lock:
+        with self.guard:
+            return self.locks.setdefault(key, threading.Lock())
+
+    def forget(self, key: Key) -> None:
+        with self.guard:
+            self.locks.pop(key, None)
+            self.own_version.pop(key, None)
+            for keys in self.waiting.values():
+                keys.discard(key)
+
+    def wait_for_module(self, module: str, key: Key) -> None:
+        with self.guard:
+            self.waiting.setdefault(module, set()).add(key)
+
+    def waiters(self, module: str) -> set[Key]:
+        with self.guard:
+            return self.waiting.pop(module, set())
+
+
+memory = _Memory()
+
+
+def _version(obj: dict[str, Any]) -> int | None:
+    value = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    return int(value) if value.isdigit() else None
+
+
+def _key(body: dict[str, Any]) -> Key:
+    return body["metadata"].get("namespace") or "", body["metadata"]["name"]
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, "trainingjobs")
+def trainingjob_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Every event reconciles (no kopf bookkeeping is written); echoes of our own writes do not."""
+    obj = plain(body)
+    key = _key(obj)
+    if type == "DELETED":
+        memory.forget(key)  # the Job and its pods go by garbage collection
+        return
+    version, own = _version(obj), memory.own_version.get(key)
+    if version is not None and own is not None and own[0] == obj["metadata"].get("uid") and version <= own[1]:
+        return  # our own status write (or older): a newer event is on its way if anything changed
+    reconcile_trainingjob(runtime.current(), obj)
+
+
 @kopf.timer(GROUP, VERSION, "trainingjobs", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def trainingjob_changed(body: kopf.Body, **_: Any) -> None:
-    reconcile_trainingjob(runtime.current(), plain(body))
+def trainingjob_resync(body: kopf.Body, **_: Any) -> None:
+    wake(runtime.current(), _key(plain(body)))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
+def job_event(body: kopf.Body, **_: Any) -> None:
+    for owner in body.get("metadata", {}).get("ownerReferences") or []:
+        if owner.get("kind") == "TrainingJob" and owner.get("apiVersion", "").startswith(GROUP):
+            wake(runtime.current(), (body["metadata"]["namespace"], owner["name"]))
+
+
+@kopf.on.event("v1", "pods", labels=CHILD_LABELS)
+def pod_event(body: kopf.Body, **_: Any) -> None:
+    for owner in body.get("metadata", {}).get("ownerReferences") or []:
+        if owner.get("kind") == "Job":  # the Job has the TrainingJob's name
+            wake(runtime.current(), (body["metadata"]["namespace"], owner["name"]))
+
+
+@kopf.on.event(GROUP, VERSION, "modules")
+def module_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """A Module that appears or changes releases the TrainingJobs waiting for it at once."""
+    if type == "DELETED":
+        return
+    rt = runtime.current()
+    for key in memory.waiters(body["metadata"]["name"]):
+        wake(rt, key)
+
+
+def wake(rt: runtime.Runtime, key: Key) -> None:
+    body = rt.kube.get(KIND, key[1], key[0] or None)
+    if body is not None and not body["metadata"].get("deletionTimestamp"):
+        reconcile_trainingjob(rt, body)
+
+
+# --- the reconciliation ------------------------------------------------------------------------
 
 
 @instrumented("trainingjob")
 def reconcile_trainingjob(rt: runtime.Runtime, body: dict[str, Any]) -> None:
-    before = TrainingJobStatus.model_validate(body.get("status") or {})
+    key = _key(body)
+    with memory.lock(key):
+        try:
+            before = TrainingJobStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            before = TrainingJobStatus()
+        status = desired_status(rt, body, before)
+        written = write_status(rt.kube, KIND, body, status)
+        if written is None:
+            return
+        version = _version(written)
+        if version is not None:
+            memory.own_version[key] = (str(written["metadata"].get("uid")), version)
+        announce(rt.kube, written, before, status)
+
+
+WARNING_PHASES = {"Failed", "Restarting"}
+QUIET_PENDING = {"JobCreated", "ContainerCreating", "PodInitializing"}
+
+
+def announce(api: k.Kube, body: dict[str, Any], before: TrainingJobStatus, after: TrainingJobStatus) -> None:
+    """One Event per transition of the phase (or of its reason)."""
+    if (before.phase, before.reason) == (after.phase, after.reason) or after.phase is None:
+        return
+    reason = after.reason if after.phase in ("Pending", "Failed", "Restarting") else after.phase
+    warning = after.phase in WARNING_PHASES or (
+        after.phase == "Pending" and after.reason not in QUIET_PENDING
+    )
+    message = f"{after.phase}: {after.message}" if after.message else after.phase
+    events.emit(api, body, reason or after.phase, message, warning=warning)
+
+
+def _block(status: TrainingJobStatus, reason: str, message: str, generation: int | None) -> TrainingJobStatus:
+    status.phase, status.reason, status.message = "Pending", reason, message
+    set_condition(status, "Ready", False, reason, message, generation)
+    for type_ in ("Running", "Succeeded", "Failed"):
+        set_condition(status, type_, False, reason, "", generation)
+    return status
+
+
+def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJobStatus) -> TrainingJobStatus:
+    status = before.model_copy(deep=True)
+    generation = body["metadata"].get("generation")
+    status.observed_generation = generation
     tj = parse(TrainingJob, body)
     if isinstance(tj, list):
-        status = invalid_spec_status(TrainingJobStatus, body, tj, "Ready")
-        status.phase = "Failed"
-    else:
-        status = tj.status.model_copy(deep=True)
-        generation = tj.metadata.generation
-        module = None
-        if tj.spec.module:
-            module_body = rt.kube.get(MODULE_KIND, tj.spec.module)
-            module = Module.from_body(module_body) if module_body else None
-        if tj.spec.module and module is None and not tj.spec.image:
-            status.phase = "Pending"
-            set_condition(
-                status,
-                "Ready",
-                False,
+        return _block(status, "InvalidSpec", "; ".join(tj), generation)
+    namespace = tj.namespace or "default"
+    job = rt.kube.get(k.JOB, tj.name, namespace)
+    if job is not None and not _owned_by(job, tj):
+        return _block(
+            status,
+            "JobNameTaken",
+            f"a Job named {tj.name} exists and is not this TrainingJob's; "
+            "delete it or rename the TrainingJob",
+            generation,
+        )
+    module: Module | None = None
+    problem: tuple[str, str] | None = None
+    if tj.spec.module:
+        module_body = rt.kube.get(MODULE_KIND, tj.spec.module)
+        module = Module.from_body(module_body) if module_body else None
+        if module is None and not tj.spec.image:
+            problem = (
                 "ModuleNotFound",
                 f"Module {tj.spec.module!r} does not exist; create it or fix spec.module",
-                generation,
             )
-        else:
-            job = build_job(tj, module)
-            rt.kube.apply(job)
-            status.job_name = job["metadata"]["name"]
-            status.phase = status.phase or "Pending"
-            set_condition(status, "Ready", True, "JobCreated", f"Job {status.job_name} created", generation)
-        status.observed_generation = generation
-    if write_status(rt.kube, KIND, body, status):
-        announce_transitions(
-            rt.kube, body, before, status, warning_reasons=lambda reason: reason != "JobCreated"
-        )
+        elif module is not None and not module.spec.capabilities.trainable:
+            problem = (
+                "ModuleNotTrainable",
+                f"Module {module.name} says it cannot be trained (spec.capabilities.trainable is "
+                "false); pick another module in spec.module",
+            )
+        if problem is not None:
+            memory.wait_for_module(tj.spec.module, _key(body))
+    resources = training_resources(tj, module)
+    status.gpus = gpu_count(resources) or None
+    if problem is None and job is None:
+        message = resource_problem(resources, module)
+        if message:
+            problem = ("ResourcesBelowModuleMinimum", message)
+        elif resources is not None and resources.gpu is not None and resources.gpu.count:
+            message = gpu_problem(resources.gpu, read_nodes(rt.kube))
+            problem = ("GPUUnavailable", message) if message else None
+    if problem is not None and job is None:
+        return _block(status, problem[0], problem[1], generation)
+    ready: tuple[bool, str, str] = (True, "JobCreated", f"Job {tj.name} runs the training")
+    if problem is None:
+        desired = build_job(tj, module, job)
+        wanted = desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+        live = ((job or {}).get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
+        if live != wanted:
+            try:
+                applied = rt.kube.apply(desired)
+                job = {**applied, "status": (job or {}).get("status") or applied.get("status") or {}}
+            except k.ApiError as exc:
+                if exc.status not in (400, 422) or job is None:
+                    raise
+                ready = (
+                    False,
+                    "JobUpdateRejected",
+                    (
+                        f"the running Job cannot take this change ({tail(exc.message, 300)}); "
+                        "revert the spec, or delete and recreate the TrainingJob"
+                    ),
+                )
+    else:  # the Job exists already: keep it, and say why it is not updated
+        ready = (False, problem[0], problem[1])
+    assert job is not None
+    status.job_name = tj.name
+    set_condition(status, "Ready", ready[0], ready[1], ready[2], generation)
+    pods = []
+    if job.get("status") and not _true_conditions(job).get("Complete"):  # a new Job has no pods
+        pods = rt.kube.list(k.POD, namespace, label_selector=f"job-name={tj.name}")
+    seen = observe(job, pods, queued=bool(tj.spec.queue_name) and not tj.spec.suspend)
+    if seen.phase == "Succeeded" and before.phase == "Succeeded":
+        seen.pod_name, seen.node_name = before.pod_name, before.node_name  # pods may be gone
+    apply_observation(rt, status, seen, before, generation)
+    return status
+
+
+def _owned_by(job: dict[str, Any], tj: TrainingJob) -> bool:
+    owners = job["metadata"].get("ownerReferences") or []
+    return any(o.get("kind") == "TrainingJob" and o.get("uid") == tj.metadata.uid for o in owners)
+
+
+def apply_observation(
+    rt: runtime.Runtime,
+    status: TrainingJobStatus,
+    seen: Observation,
+    before: TrainingJobStatus,
+    generation: int | None,
+) -> None:
+    status.phase, status.reason, status.message = seen.phase, seen.reason, seen.message or None
+    status.pod_name = seen.pod_name or before.pod_name
+    status.node_name = seen.node_name or before.node_name
+    status.restarts = seen.restarts
+    status.exit_code = seen.exit_code
+    status.start_time = seen.start_time
+    status.completion_time = seen.completion_time if seen.phase in ("Succeeded", "Failed") else None
+    status.duration = None
+    if status.start_time and status.completion_time:
+        status.duration = format_duration((status.completion_time - status.start_time).total_seconds())
+    if status.node_name and status.gpus and status.node_name != before.node_name:
+        status.gpu_product = _node_gpu_product(rt, status.node_name)
+    elif not status.gpus:
+        status.gpu_product = None
+    running, done, failed = seen.phase == "Running", seen.phase == "Succeeded", seen.phase == "Failed"
+    set_condition(
+        status,
+        "Running",
+        running,
+        seen.reason if not running else "Running",
+        seen.message if running else "",
+        generation,
+    )
+    set_condition(status, "Succeeded", done, "Completed" if done else seen.phase, "", generation)
+    set_condition(
+        status,
+        "Failed",
+        failed,
+        seen.reason if failed else seen.phase,
+        seen.message if failed else "",
+        generation,
+    )
+
+
+def _node_gpu_product(rt: runtime.Runtime, node_name: str) -> str | None:
+    try:
+        node = rt.kube.get(k.NODE, node_name)
+    except k.ApiError:  # may not read nodes: the column stays empty
+        return None
+    return ((node or {}).get("metadata", {}).get("labels") or {}).get(GPU_PRODUCT_LABEL)
