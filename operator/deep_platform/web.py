@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .catalogue.web import create_catalogue_app
 from .config import OperatorConfig
+from .dashboard import create_app as create_dashboard_app
 from .kube import Kube
 
 
@@ -23,4 +24,5 @@ def create_app(kube: Kube, config: OperatorConfig) -> web.Application:
     app.router.add_get("/", to_catalogue)
     app.router.add_get("/catalogue", to_catalogue)
     app.add_subapp("/catalogue/", create_catalogue_app(kube, config))
+    app.add_subapp("/dashboard/", create_dashboard_app(kube, config))
     return app

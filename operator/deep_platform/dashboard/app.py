@@ -1,0 +1,100 @@
+"""aiohttp application of the dashboard; mounted under /dashboard/ by deep_platform.web.
+
+Links are relative, so the app works under any prefix (and behind a path-rewriting ingress).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from .. import kube as k
+from ..api import InferenceService, TrainingJob
+from ..config import OperatorConfig
+from .view import events_by_object, inferenceservice_row, overview, trainingjob_row
+
+KUBE = web.AppKey("kube", k.Kube)
+CONFIG = web.AppKey("config", OperatorConfig)
+ENV = web.AppKey("jinja", jinja2.Environment)
+TRAININGJOB = k.kind_of(TrainingJob)
+INFERENCESERVICE = k.kind_of(InferenceService)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    html = request.app[ENV].get_template(template).render(**context)
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+def _namespaces(config: OperatorConfig, wanted: str | None) -> list[str | None]:
+    """Which namespaces to list: the one asked for (if watched), else every watched one."""
+    if wanted:
+        if config.namespaces and wanted not in config.namespaces:
+            return []
+        return [wanted]
+    return list(config.namespaces) or [None]
+
+
+def _list_all(kube: k.Kube, namespaces: list[str | None]) -> tuple[list[Any], list[Any], list[Any]]:
+    jobs, services, events = [], [], []
+    for namespace in namespaces:
+        jobs += kube.list(TRAININGJOB, namespace)
+        services += kube.list(INFERENCESERVICE, namespace)
+        events += kube.list(k.EVENT, namespace)
+    return jobs, services, events
+
+
+async def index(request: web.Request) -> web.Response:
+    kube, config = request.app[KUBE], request.app[CONFIG]
+    wanted = request.query.get("namespace") or None
+    namespaces = _namespaces(config, wanted)
+    jobs, services, events = await asyncio.to_thread(_list_all, kube, namespaces)
+    groups = overview(jobs, services, events, _now())
+    return _render(request, "index.html", groups=groups, namespace=wanted, root="")
+
+
+def _detail_handler(kind: k.Kind) -> Any:
+    async def detail(request: web.Request) -> web.Response:
+        kube, config = request.app[KUBE], request.app[CONFIG]
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        if config.namespaces and namespace not in config.namespaces:
+            raise web.HTTPNotFound(text=f"namespace {namespace} is not watched by this platform")
+
+        def read() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+            return kube.get(kind, name, namespace), kube.list(k.EVENT, namespace)
+
+        obj, events = await asyncio.to_thread(read)
+        if obj is None:
+            return _render(request, "missing.html", status=404, kind=kind.kind, namespace=namespace,
+                           name=name, root="../../")
+        history = events_by_object(events).get((kind.kind, namespace, name), [])
+        row = (
+            trainingjob_row(obj, history, _now())
+            if kind == TRAININGJOB
+            else inferenceservice_row(obj, history)
+        )
+        return _render(request, "detail.html", row=row, root="../../")
+
+    return detail
+
+
+def create_app(kube: k.Kube, config: OperatorConfig) -> web.Application:
+    app = web.Application()
+    app[KUBE] = kube
+    app[CONFIG] = config
+    app[ENV] = jinja2.Environment(
+        loader=jinja2.PackageLoader("deep_platform.dashboard", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    app.router.add_get("/", index)
+    app.router.add_get("/trainingjobs/{namespace}/{name}", _detail_handler(TRAININGJOB))
+    app.router.add_get("/inferenceservices/{namespace}/{name}", _detail_handler(INFERENCESERVICE))
+    return app
