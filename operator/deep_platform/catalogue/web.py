@@ -47,7 +47,7 @@ def matches(item: dict[str, Any], query: dict[str, str]) -> bool:
     return True
 
 
-def _wants(request: web.Request) -> str:
+def _wants(request: web.Request, default: str = "json") -> str:
     fmt = request.query.get("format")
     if fmt in ("json", "text", "html"):
         return fmt
@@ -56,7 +56,7 @@ def _wants(request: web.Request) -> str:
         return "html"
     if "application/json" in accept:
         return "json"
-    return "text" if "text/plain" in accept else "json"
+    return "text" if "text/plain" in accept else default
 
 
 async def _items(request: web.Request) -> list[dict[str, Any]]:
@@ -119,7 +119,7 @@ async def module_page(request: web.Request) -> web.Response:
     if cm is None:
         raise web.HTTPNotFound(text=f"no module {name!r} in the catalogue")
     entry = json.loads((cm.get("data") or {}).get("module.json", "{}"))
-    fmt = _wants(request)
+    fmt = _wants(request, default="html")
     if fmt == "json":
         return web.json_response(entry)
     meta = entry.get("metadata") or {}
