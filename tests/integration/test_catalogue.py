@@ -110,17 +110,19 @@ def test_new_module_image_rolls_out_unless_pinned(operator: Any) -> None:
     api.create(pinned)
     wait_until(lambda: container_image(api, "plankton") == "ai4oshub/phyto-plankton-classification:latest")
     wait_until(lambda: container_image(api, "pinned") == "example.org/own:1")
-    module = operator.wait_for(
+    operator.wait_for(
         MODULES, "phyto-plankton-classification",
-        until=lambda o: o.get("status", {}).get("inferenceServices") == ["default/pinned", "default/plankton"],
+        until=lambda o: o.get("status", {}).get("inferenceServices")
+        == ["default/pinned", "default/plankton"],
     )
     api.patch(MODULES, "phyto-plankton-classification", None,
               {"spec": {"image": "ai4oshub/phyto-plankton-classification@sha256:" + "a" * 64}})
     wait_until(lambda: (container_image(api, "plankton") or "").endswith("a" * 64), what="rollout")
     assert container_image(api, "pinned") == "example.org/own:1"
-    module = operator.wait_for(MODULES, "phyto-plankton-classification",
-                               until=lambda o: o["status"].get("image", "").endswith("a" * 64))
-    entry = json.loads(api.get(k.CONFIGMAP, "module-phyto-plankton-classification", NS)["data"]["module.json"])
+    operator.wait_for(MODULES, "phyto-plankton-classification",
+                      until=lambda o: o["status"].get("image", "").endswith("a" * 64))
+    cm = api.get(k.CONFIGMAP, "module-phyto-plankton-classification", NS)
+    entry = json.loads(cm["data"]["module.json"])
     assert entry["image"].endswith("a" * 64)
     assert any(e.endswith("/default/plankton/") for e in entry["endpoints"])
 
