@@ -14,6 +14,7 @@ from typing import Any
 
 from .api.common import GPU
 from .builders.pod import GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL, GPU_RESOURCE, quantity_to_mebibytes
+from .gpu.inventory import NodeInventory, as_node_dicts
 from .kube import NODE, ApiError, Kube
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,11 @@ def _inventory(nodes: list[dict[str, Any]]) -> str:
     return ", ".join(f"{key} on {n} node{'s' if n > 1 else ''}" for key, n in sorted(counts.items()))
 
 
-def gpu_problem(gpu: GPU | None, nodes: Iterable[dict[str, Any]]) -> str | None:
+def gpu_problem(
+    gpu: GPU | None,
+    nodes: Iterable[dict[str, Any]],
+    inventories: dict[str, NodeInventory] | None = None,
+) -> str | None:
     """Why no node can ever run this GPU request, or None (it fits, or the cluster cannot say).
 
     A pure function over node objects as the API returns them, so it is tested without a
@@ -89,7 +94,9 @@ def gpu_problem(gpu: GPU | None, nodes: Iterable[dict[str, Any]]) -> str | None:
     """
     if gpu is None or gpu.count == 0:
         return None
-    labelled = gpu_nodes(nodes)
+    nodes = list(nodes)
+    # nodes whose GPU agent reports GPUs that feature discovery did not label count too
+    labelled = gpu_nodes(nodes) + as_node_dicts(inventories or {}, nodes)
     if not labelled:
         return None
     if any(_offers(node, gpu) for node in labelled):

@@ -123,6 +123,13 @@ class TrainingJobStatus(Status):
     start_time: dt.datetime | None = Field(None, description="When training started.")
     completion_time: dt.datetime | None = Field(None, description="When training ended.")
     duration: str | None = Field(None, description="How long training ran (`1h2m3s`).")
+    gpu_utilization_percent: int | None = Field(
+        None,
+        description=(
+            "While running: percent of time a kernel ran on the pod's GPU, as its node's GPU agent "
+            "last reported it (refreshed on each reconciliation)."
+        ),
+    )
 
 
 class TrainingJob(CustomObject[TrainingJobSpec, TrainingJobStatus]):

@@ -32,6 +32,7 @@ from ..builders.trainingjob import (
     training_resources,
 )
 from ..conditions import set_condition
+from ..gpu.inventory import read_inventories_or_none, running_gpu
 from ..metrics import instrumented
 from ..scheduling import gpu_problem, read_nodes
 from . import runtime
@@ -434,8 +435,9 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
         if message:
             problem = ("ResourcesBelowModuleMinimum", message)
         elif resources is not None and resources.gpu is not None and resources.gpu.count:
-            message = gpu_problem(resources.gpu, read_nodes(rt.kube))
-            problem = ("GPUUnavailable", message) if message else None
+            inventories = read_inventories_or_none(rt.kube, rt.config.platform_namespace)
+            message = gpu_problem(resources.gpu, read_nodes(rt.kube), inventories)
+            problem = ("Unschedulable", message) if message else None
     if problem is not None and job is None:
         return _block(status, problem[0], problem[1], generation)
     ready: tuple[bool, str, str] = (True, "JobCreated", f"Job {tj.name} runs the training")
@@ -470,6 +472,11 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
     if seen.phase == "Succeeded" and before.phase == "Succeeded":
         seen.pod_name, seen.node_name = before.pod_name, before.node_name  # pods may be gone
     apply_observation(rt, status, seen, before, generation)
+    gpu = None
+    if status.phase == "Running" and status.gpus:
+        gpu = running_gpu(rt.kube, rt.config.platform_namespace, status.node_name, namespace, status.pod_name)
+    status.gpu_product = status.gpu_product or (gpu.product if gpu else None)
+    status.gpu_utilization_percent = gpu.utilization_percent if gpu else None
     return status
 
 

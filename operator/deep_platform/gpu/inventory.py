@@ -155,3 +155,66 @@ def gpu_of_pod(
         if any(p.namespace == namespace and p.pod == pod for p in gpu.processes):
             return gpu
     return None
+
+
+def as_node_dicts(
+    inventories: dict[str, NodeInventory], nodes: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Inventoried GPU nodes that GPU feature discovery has not labelled, shaped like labelled Node
+    objects (one per product on the node), so `scheduling` checks both the same way.
+
+    Nodes the API no longer lists are left out when the node list is known.
+    """
+    from ..builders.pod import GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL
+
+    known = {(n.get("metadata") or {}).get("name") for n in nodes}
+    labelled = {
+        (n.get("metadata") or {}).get("name")
+        for n in nodes
+        if GPU_PRODUCT_LABEL in ((n.get("metadata") or {}).get("labels") or {})
+    }
+    found = []
+    for name, inventory in sorted(inventories.items()):
+        if name in labelled or (known and name not in known):
+            continue
+        groups: dict[tuple[str, int], dict[str, int]] = {}
+        for gpu in inventory.gpus:
+            if gpu.lost or not gpu.product or gpu.memory_total_mib is None:
+                continue
+            counts = groups.setdefault((gpu.product, gpu.memory_total_mib), {})
+            if gpu.mig_enabled:
+                for mig in gpu.mig_instances:
+                    resource = f"nvidia.com/mig-{mig.profile}"
+                    counts[resource] = counts.get(resource, 0) + 1
+            else:
+                counts["whole"] = counts.get("whole", 0) + 1
+        for (product, memory), counts in sorted(groups.items()):
+            found.append({
+                "metadata": {"name": name, "labels": {
+                    GPU_PRODUCT_LABEL: product,
+                    GPU_MEMORY_LABEL: str(memory),
+                    "nvidia.com/gpu.count": str(counts.pop("whole", 0)),
+                }},
+                "status": {"allocatable": {key: str(value) for key, value in counts.items()}},
+            })
+    return found
+
+
+def read_inventories_or_none(api: k.Kube, namespace: str) -> dict[str, NodeInventory]:
+    """Like `read_inventories`, but empty (logged once per call) when the operator may not read them."""
+    try:
+        return read_inventories(api, namespace)
+    except k.ApiError as exc:
+        if exc.status in (401, 403, 404):
+            log.info("cannot read GPU inventories in %s (%s)", namespace, exc.reason)
+            return {}
+        raise
+
+
+def running_gpu(
+    api: k.Kube, namespace: str, node: str | None, pod_namespace: str, pod: str | None
+) -> GpuInfo | None:
+    """The GPU a running pod computes on, from its node's agent (None when unknown)."""
+    if not node or not pod:
+        return None
+    return gpu_of_pod(read_inventories_or_none(api, namespace), node, pod_namespace, pod)
