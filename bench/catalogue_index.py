@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from deep_platform import kube as k  # noqa: E402
 from deep_platform.api import Module  # noqa: E402
-from deep_platform.builders.module import build_catalogue_entry, index_item  # noqa: E402
+from deep_platform.builders.module import CATALOGUE_LABEL, build_catalogue_entry, index_item  # noqa: E402
 from deep_platform.catalogue.index import read_index, write_index  # noqa: E402
 from deep_platform.config import OperatorConfig  # noqa: E402
 from deep_platform.operator import run  # noqa: E402
@@ -68,7 +68,7 @@ def through_operator(n: int) -> float:
                                 workers=WORKERS, resync_seconds=3600)
         stop, ready = threading.Event(), threading.Event()
         thread = threading.Thread(
-            target=lambda: asyncio.run(run(kube, config, stop_flag=stop, ready_flag=ready)), daemon=True
+            target=lambda: asyncio.run(run(kube, config, stop_flag=stop, ready_flag=ready)), daemon=True  # type: ignore[arg-type]  # kopf takes threading events too
         )
         thread.start()
         assert ready.wait(30), "operator did not start"
@@ -79,9 +79,9 @@ def through_operator(n: int) -> float:
         while True:
             try:
                 names = sorted(i["name"] for i in read_index(kube, NS))
-            except Exception:  # noqa: BLE001  # a rebuild in progress: read again
+            except Exception:  # a rebuild in progress: read again
                 names = []
-            entries = len(kube.list(k.CONFIGMAP, NS, label_selector="deep-hybrid-datacloud.eu/catalogue=entry"))
+            entries = len(kube.list(k.CONFIGMAP, NS, label_selector=f"{CATALOGUE_LABEL}=entry"))
             if names == wanted and entries == n:
                 break
             time.sleep(0.05)
