@@ -92,6 +92,16 @@ class InferenceServiceStatus(Status):
     )
     cold_starts: int | None = Field(None, description="Times a request woke the service from zero.")
     image: str | None = Field(None, description="Image the serving Deployment runs.")
+    version: str | None = Field(
+        None, description="Hash of the serving pod template: changes when a new version rolls out."
+    )
+    warmed_version: str | None = Field(
+        None,
+        description=(
+            "Version the activator sent the warm-up request to (with scaling.prewarm); the "
+            "service reports Ready only once it equals version."
+        ),
+    )
 
 
 class InferenceService(CustomObject[InferenceServiceSpec, InferenceServiceStatus]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from ..api.common import Resources
@@ -12,6 +14,15 @@ from . import pod
 DEEPAAS_PORT = 5000
 CONTAINER_NAME = "deepaas"
 READINESS_PATH = "/v2/models/"
+#: pod-template annotation: a hash of the template, the "version" prewarming and status follow
+VERSION_ANNOTATION = "deep-hybrid-datacloud.eu/version"
+SERVICE_PORT = 80
+
+
+def template_version(template: dict[str, Any]) -> str:
+    """A short stable hash of a pod template (before the API server adds its defaults)."""
+    text = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def serving_image(isvc: InferenceService, module: Module | None) -> str:
@@ -57,6 +68,8 @@ def build_deployment(
         },
         "volumeMounts": [shm_mount],
         "securityContext": pod.container_security_context(),
+        # a crash's last log lines become the termination message the status reports
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     pod_spec: dict[str, Any] = {
         "securityContext": pod.pod_security_context(),
@@ -73,9 +86,15 @@ def build_deployment(
     affinity = pod.gpu_affinity(resources)
     if affinity:
         pod_spec["affinity"] = affinity
+    # Pod parts of other features (storage: init containers, volumes, mounts) are added here,
+    # to pod_spec and container, before the template is hashed into its version.
+    template: dict[str, Any] = {"metadata": {"labels": labels}, "spec": pod_spec}
+    template["metadata"]["annotations"] = {VERSION_ANNOTATION: template_version(template)}
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector},
-        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        "template": template,
+        # a new version starts before the old one stops: no gap in serving
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
     }
     if replicas is not None:
         spec["replicas"] = replicas
@@ -105,7 +124,7 @@ def build_service(isvc: InferenceService) -> dict[str, Any]:
         },
         "spec": {
             "selector": {pod.LABEL_KIND: labels[pod.LABEL_KIND], pod.LABEL_NAME: labels[pod.LABEL_NAME]},
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }
 

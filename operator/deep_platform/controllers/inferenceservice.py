@@ -1,4 +1,9 @@
-"""InferenceService controller: the serving Deployment and Service, and their status."""
+"""InferenceService controller: the serving Deployment and Service, and their status.
+
+Replicas are not decided here: the Deployment is applied without spec.replicas, which the
+activator's scaler owns (docs/serving.md). This controller reports what the Deployment and its
+pods do: ready replicas, conditions Ready and ScaledToZero, and why a model does not start.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ import kopf
 
 from ..api import GROUP, VERSION, InferenceService, Module
 from ..api.inferenceservice import InferenceServiceStatus
-from ..builders.inferenceservice import build_all
+from ..builders import pod as podparts
+from ..builders.inferenceservice import VERSION_ANNOTATION, build_all, serving_image
 from ..conditions import set_condition
-from ..kube import kind_of
+from ..kube import DEPLOYMENT, POD, kind_of
 from ..metrics import instrumented
 from . import runtime
 from .reconciler import announce_transitions, invalid_spec_status, parse, plain, write_status
@@ -18,6 +24,21 @@ from .settings import RESYNC_SECONDS
 
 KIND = kind_of(InferenceService)
 MODULE_KIND = kind_of(Module)
+CHILD_LABELS = {podparts.LABEL_KIND: "inferenceservice"}
+
+#: container states that mean the model will not become ready by waiting (reason -> HTTP code
+#: the activator answers with: 502 for a broken model, 503 when the cluster lacks room)
+FAILURE_REASONS: dict[str, int] = {
+    "CrashLoopBackOff": 502,
+    "ImagePullBackOff": 502,
+    "ErrImagePull": 502,
+    "InvalidImageName": 502,
+    "CreateContainerConfigError": 502,
+    "CreateContainerError": 502,
+    "RunContainerError": 502,
+    "OOMKilled": 502,
+    "Unschedulable": 503,
+}
 
 
 @kopf.on.resume(GROUP, VERSION, "inferenceservices")
@@ -28,12 +49,113 @@ def inferenceservice_changed(body: kopf.Body, **_: Any) -> None:
     reconcile_inferenceservice(runtime.current(), plain(body))
 
 
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+@kopf.on.event("", "v1", "pods", labels=CHILD_LABELS)
+def serving_child_changed(body: kopf.Body, **_: Any) -> None:
+    """A Deployment or pod of a service changed: refresh that service's status (no apply)."""
+    meta = body.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(podparts.LABEL_NAME)
+    if not name:
+        return
+    rt = runtime.current()
+    owner = rt.kube.get(KIND, name, meta.get("namespace"))
+    if owner is not None:
+        reconcile_inferenceservice(rt, owner, apply_children=False)
+
+
 def service_url(rt: runtime.Runtime, isvc: InferenceService) -> str:
     return f"{rt.config.activator_url.rstrip('/')}/{isvc.namespace}/{isvc.name}/"
 
 
+def pod_failure(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(reason, message) of the first pod that will not become ready by waiting, else None."""
+    for item in pods:
+        if (item.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        status = item.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if (cond.get("type"), cond.get("status"), cond.get("reason")) == (
+                "PodScheduled",
+                "False",
+                "Unschedulable",
+            ):
+                return "Unschedulable", cond.get("message") or "no node fits the pod"
+        for cs in status.get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in FAILURE_REASONS:
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                detail = last.get("message") or waiting.get("message") or ""
+                if last.get("reason") == "OOMKilled":
+                    reason = "OOMKilled"
+                exit_code = last.get("exitCode")
+                message = f"container {cs.get('name')} {reason}"
+                if exit_code is not None:
+                    message += f" (exit code {exit_code})"
+                if detail:
+                    message += f": {detail.strip()[-500:]}"
+                return reason, message
+    return None
+
+
+def serving_conditions(
+    status: InferenceServiceStatus,
+    isvc: InferenceService,
+    deployment: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+) -> None:
+    """Replicas, version and the Ready / ScaledToZero conditions, from what the cluster runs."""
+    generation = isvc.metadata.generation
+    spec = (deployment or {}).get("spec") or {}
+    dstatus = (deployment or {}).get("status") or {}
+    replicas = spec.get("replicas", 1) if deployment else 0  # the API server defaults it to 1
+    ready = int(dstatus.get("readyReplicas") or 0)
+    template_meta = (spec.get("template") or {}).get("metadata") or {}
+    status.version = (template_meta.get("annotations") or {}).get(VERSION_ANNOTATION)
+    status.replicas = replicas
+    status.ready_replicas = ready
+    at_zero = replicas == 0 and ready == 0
+    set_condition(
+        status,
+        "ScaledToZero",
+        at_zero,
+        "Idle" if at_zero else "Serving",
+        "no replica runs until a request arrives" if at_zero else f"{ready}/{replicas} replicas ready",
+        generation,
+    )
+    failure = pod_failure(pods)
+    prewarm_pending = isvc.spec.scaling.prewarm and status.warmed_version != status.version
+    if failure is not None and ready == 0:
+        set_condition(status, "Ready", False, failure[0], failure[1], generation)
+    elif prewarm_pending:
+        set_condition(
+            status,
+            "Ready",
+            False,
+            "Prewarming",
+            f"waiting for the activator's warm-up request to version {status.version}",
+            generation,
+        )
+    elif ready > 0:
+        set_condition(status, "Ready", True, "Serving", f"{ready}/{replicas} replicas ready", generation)
+    elif at_zero:
+        set_condition(
+            status, "Ready", True, "ScaledToZero", "the first request starts a replica", generation
+        )
+    else:
+        set_condition(
+            status, "Ready", False, "Starting", f"waiting for a ready replica (0/{replicas})", generation
+        )
+
+
 @instrumented("inferenceservice")
-def reconcile_inferenceservice(rt: runtime.Runtime, body: dict[str, Any]) -> None:
+def reconcile_inferenceservice(
+    rt: runtime.Runtime, body: dict[str, Any], apply_children: bool = True
+) -> None:
+    """Apply the Deployment and Service (unless only status is refreshed) and write status.
+
+    Also called by the Module controller to roll a new Module image out to its services.
+    """
     before = InferenceServiceStatus.model_validate(body.get("status") or {})
     isvc = parse(InferenceService, body)
     if isinstance(isvc, list):
@@ -55,26 +177,22 @@ def reconcile_inferenceservice(rt: runtime.Runtime, body: dict[str, Any]) -> Non
                 generation,
             )
         else:
-            for child in build_all(isvc, module):
-                rt.kube.apply(child)
+            namespace = isvc.namespace
+            if apply_children:
+                for child in build_all(isvc, module):
+                    rt.kube.apply(child)
+            deployment = rt.kube.get(DEPLOYMENT, isvc.name, namespace)
+            selector = ",".join(
+                f"{key}={value}"
+                for key, value in {
+                    podparts.LABEL_KIND: "inferenceservice",
+                    podparts.LABEL_NAME: isvc.name[:63],
+                }.items()
+            )
+            pods = rt.kube.list(POD, namespace, label_selector=selector) if deployment else []
             status.url = service_url(rt, isvc)
-            scaled_to_zero = isvc.spec.scaling.min_replicas == 0
-            set_condition(
-                status,
-                "ScaledToZero",
-                scaled_to_zero,
-                "Idle" if scaled_to_zero else "MinReplicas",
-                "no replica runs until a request arrives" if scaled_to_zero else "",
-                generation,
-            )
-            set_condition(
-                status,
-                "Ready",
-                scaled_to_zero,
-                "ScaledToZero" if scaled_to_zero else "Deploying",
-                "the first request starts a replica" if scaled_to_zero else "waiting for a ready replica",
-                generation,
-            )
+            status.image = serving_image(isvc, module)
+            serving_conditions(status, isvc, deployment, pods)
         status.observed_generation = generation
     if write_status(rt.kube, KIND, body, status):
         announce_transitions(
@@ -82,5 +200,5 @@ def reconcile_inferenceservice(rt: runtime.Runtime, body: dict[str, Any]) -> Non
             body,
             before,
             status,
-            warning_reasons=lambda reason: reason in {"ModuleNotFound", "InvalidSpec"},
+            warning_reasons=lambda reason: reason in {"ModuleNotFound", "InvalidSpec", *FAILURE_REASONS},
         )

@@ -1,0 +1,320 @@
+"""The activator: a reverse proxy in front of every InferenceService that wakes them from zero.
+
+`/<namespace>/<name>/<path>` goes to `<path>` of the service's DEEPaaS API. A request for a
+service with no ready endpoint is held (a bounded queue per service) while one shared wake-up
+scales the Deployment to one replica and polls its EndpointSlices; then every held request is
+forwarded. Bodies stream both ways in chunks. Scaling beyond the wake-up, and back down, is the
+scaler's job (scaler.py), done by one activator replica at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from . import metrics
+from .cluster import Cluster, Failure, utcnow
+
+log = logging.getLogger(__name__)
+
+#: (namespace, name) -> base URL of the service's DEEPaaS API, without a trailing slash
+Resolver = Callable[[str, str], str]
+CHUNK = 64 * 1024
+#: hop-by-hop headers (RFC 9110 7.6.1) and those the client library sets itself
+HOP_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Host",
+    )
+)
+
+
+def cluster_resolver(namespace: str, name: str) -> str:
+    """The Service's cluster DNS name (the Service is named like the InferenceService, port 80)."""
+    return f"http://{name}.{namespace}.svc:80"
+
+
+def default_identity() -> str:
+    """The pod name inside a cluster (POD_NAME from the downward API), else host and pid."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}".lower()
+
+
+@dataclass
+class Settings:
+    platform_namespace: str = "deep-platform"
+    identity: str = field(default_factory=default_identity)
+    #: how long a request may wait for a cold start before it gets 503 + Retry-After
+    cold_start_timeout: float = 120.0
+    #: requests held per service while it starts; beyond, 503 at once
+    queue_limit: int = 1000
+    #: the scaler's period: flush lastRequestTime, publish load, decide (as leader)
+    tick: float = 1.0
+    #: how often a cold start checks for a ready endpoint
+    poll_interval: float = 0.02
+    #: lifetime of the activator's Leases without renewal
+    lease_seconds: int = 10
+    #: longest stabilisation window before scaling down (capped by scaleToZeroAfter)
+    stabilization: float = 30.0
+    retry_after: int = 5
+
+
+@dataclass
+class ServiceState:
+    """What one activator process knows about one service."""
+
+    namespace: str
+    name: str
+    ready: bool = False
+    in_flight: int = 0
+    waiting: int = 0
+    #: wall-clock time of the latest request not yet written to status.lastRequestTime
+    pending_request: dt.datetime | None = None
+    wake: asyncio.Task[Failure | None] | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def load(self) -> int:
+        return self.in_flight + self.waiting
+
+
+class Activator:
+    def __init__(self, cluster: Cluster, settings: Settings, resolver: Resolver = cluster_resolver) -> None:
+        self.cluster = cluster
+        self.settings = settings
+        self.resolver = resolver
+        self.services: dict[str, ServiceState] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self.is_leader = False
+
+    # --- app -----------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=0)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_route("*", "/{namespace}/{name}", self.handle)
+        app.router.add_route("*", "/{namespace}/{name}/{tail:.*}", self.handle)
+        app.on_startup.append(self._startup)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _startup(self, _app: web.Application) -> None:
+        # no total timeout: predictions on big inputs may take minutes; connects must not
+        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10)
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=30)
+        self.session = aiohttp.ClientSession(
+            timeout=timeout, connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
+
+    async def _cleanup(self, _app: web.Application) -> None:
+        for state in self.services.values():
+            if state.wake is not None:
+                state.wake.cancel()
+        if self.session is not None:
+            await self.session.close()
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "leader": self.is_leader})
+
+    # --- requests ------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        namespace = request.match_info["namespace"]
+        name = request.match_info["name"]
+        started = time.perf_counter()
+        key = f"{namespace}/{name}"
+        state = self.services.get(key)
+        if state is None:
+            state = self.services[key] = ServiceState(namespace, name)
+        state.pending_request = utcnow()
+        code = 500
+        try:
+            response = await self._serve(request, state)
+            code = response.status
+            return response
+        except asyncio.CancelledError:
+            code = 499  # the client went away (nginx's convention)
+            raise
+        finally:
+            if code == 404 and state.load == 0 and (state.wake is None or state.wake.done()):
+                self.services.pop(key, None)  # unknown services leave no state behind
+                metrics.REQUESTS.labels("", "", "404").inc()
+            else:
+                metrics.REQUESTS.labels(namespace, name, str(code)).inc()
+                metrics.LATENCY.labels(namespace, name).observe(time.perf_counter() - started)
+
+    async def _serve(self, request: web.Request, state: ServiceState) -> web.StreamResponse:
+        for attempt in range(2):
+            if not state.ready:
+                refusal = await self._hold(state)
+                if refusal is not None:
+                    return refusal
+            body_started: list[bool] = []
+            try:
+                return await self._forward(request, state, body_started)
+            except aiohttp.ClientConnectorError as exc:
+                # nothing listens (scaled to zero by another replica since): wake it, once
+                state.ready = False
+                if body_started or attempt:
+                    return self._error(502, "UpstreamUnreachable", f"{state.key}: {exc}")
+        return self._error(502, "UpstreamUnreachable", state.key)
+
+    async def _hold(self, state: ServiceState) -> web.StreamResponse | None:
+        """Wait for the shared wake-up; None when a ready endpoint exists, else the answer."""
+        if state.waiting >= self.settings.queue_limit:
+            return self._error(
+                503,
+                "QueueFull",
+                f"{state.waiting} requests already wait for {state.key}; retry later",
+                retry=True,
+            )
+        if state.wake is None or state.wake.done():
+            state.wake = asyncio.create_task(self._wake(state), name=f"wake {state.key}")
+        state.waiting += 1
+        gauge = metrics.QUEUE_DEPTH.labels(state.namespace, state.name)
+        gauge.inc()
+        try:
+            # shield: one waiter timing out or disconnecting must not cancel everyone's wake-up
+            failure = await asyncio.wait_for(asyncio.shield(state.wake), self.settings.cold_start_timeout)
+        except TimeoutError:
+            return self._error(
+                503,
+                "ModelStarting",
+                f"model {state.key} is starting and was not ready within "
+                f"{self.settings.cold_start_timeout:g} s; retry in {self.settings.retry_after} s",
+                retry=True,
+            )
+        finally:
+            state.waiting -= 1
+            gauge.dec()
+        if failure is None:
+            return None
+        return self._error(failure.code, failure.reason, failure.message, retry=failure.code == 503)
+
+    async def _wake(self, state: ServiceState) -> Failure | None:
+        """Scale from zero if needed and wait for a ready endpoint, or for the reason there is none."""
+        ns, name = state.namespace, state.name
+        ready, failure, exists = await asyncio.to_thread(self.cluster.readiness, ns, name)
+        if not exists:
+            return Failure(404, "NotFound", f"no InferenceService {name!r} in namespace {ns!r}")
+        if ready:
+            state.ready = True
+            return None
+        started = time.perf_counter()
+        # the request time goes in first, so the scaler never sees a fresh replica as idle
+        await asyncio.to_thread(self.cluster.record, ns, name, last_request=utcnow())
+        scaled = await asyncio.to_thread(self.cluster.scale_at_least, ns, name, 1)
+        counting: asyncio.Task[None] | None = None
+        if scaled:
+            metrics.SCALE_EVENTS.labels(ns, name, "wake").inc()
+            log.info("woke %s from zero", state.key)
+            counting = asyncio.create_task(asyncio.to_thread(self.cluster.record, ns, name, cold_start=True))
+        while True:
+            await asyncio.sleep(self.settings.poll_interval)
+            ready, failure, exists = await asyncio.to_thread(self.cluster.readiness, ns, name)
+            if ready:
+                state.ready = True
+                if scaled:
+                    metrics.COLD_START.labels(ns, name).observe(time.perf_counter() - started)
+                if counting is not None:
+                    with contextlib.suppress(Exception):
+                        await counting
+                return None
+            if not exists:
+                return Failure(404, "NotFound", f"InferenceService {ns}/{name} was deleted")
+            if failure is not None:
+                return failure
+
+    async def _forward(
+        self, request: web.Request, state: ServiceState, body_started: list[bool]
+    ) -> web.StreamResponse:
+        assert self.session is not None
+        tail = request.match_info.get("tail", "")
+        url = f"{self.resolver(state.namespace, state.name)}/{tail}"
+        if request.query_string:
+            url += f"?{request.query_string}"
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        headers["X-Forwarded-Host"] = request.host
+        headers["X-Forwarded-Proto"] = request.scheme
+        headers["X-Forwarded-Prefix"] = f"/{state.namespace}/{state.name}"
+        if request.remote:
+            headers["X-Forwarded-For"] = request.remote
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in request.content.iter_chunked(CHUNK):
+                body_started.append(True)
+                yield chunk
+
+        state.in_flight += 1
+        gauge = metrics.IN_FLIGHT.labels(state.namespace, state.name)
+        gauge.inc()
+        try:
+            async with self.session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=body() if request.body_exists else None,
+                allow_redirects=False,
+            ) as upstream:
+                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                for key, value in upstream.headers.items():
+                    if key.lower() not in HOP_HEADERS:
+                        response.headers.add(key, value)
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        finally:
+            state.in_flight -= 1
+            gauge.dec()
+            state.pending_request = utcnow()  # a long request keeps the service busy to its end
+
+    def _error(self, code: int, reason: str, message: str, retry: bool = False) -> web.Response:
+        headers = {"Retry-After": str(self.settings.retry_after)} if retry else None
+        return web.json_response(
+            {"error": reason, "message": message, "code": code}, status=code, headers=headers
+        )
+
+    # --- for the scaler ------------------------------------------------------------------------
+
+    def local_load(self) -> dict[str, int]:
+        return {key: state.load for key, state in self.services.items() if state.load}
+
+
+async def serve(activator: Activator, host: str, port: int) -> web.AppRunner:
+    """Start the HTTP server (handlers are cancelled when their client disconnects)."""
+    runner = web.AppRunner(activator.app(), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    for site in runner.sites:
+        server: Any = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            return int(server.sockets[0].getsockname()[1])
+    raise RuntimeError("the activator is not listening")
