@@ -18,6 +18,7 @@ from .config import OperatorConfig
 COMMAND_MODULES: list[str] = [
     "deep_platform.gpu.cli",
     "deep_platform.catalogue.cli",
+    "deep_platform.activator.cli",
 ]
 
 
