@@ -25,7 +25,8 @@ def add_commands(subparsers: Any) -> None:
         "--namespace", default=os.environ.get("DEEP_PLATFORM_NAMESPACE", "deep-platform"),
         help="where the inventory ConfigMap goes (default: $DEEP_PLATFORM_NAMESPACE or deep-platform)",
     )
-    parser.add_argument("--port", type=int, default=int(os.environ.get("DEEP_GPU_METRICS_PORT", "9400")),
+    parser.add_argument("--port", "--metrics-port", dest="port", type=int,
+                        default=int(os.environ.get("DEEP_GPU_METRICS_PORT", "9400")),
                         help="port of /metrics (default 9400)")
     parser.add_argument("--interval", type=float, default=15.0, help="seconds between readings")
     parser.add_argument("--no-publish", action="store_true",
