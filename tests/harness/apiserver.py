@@ -259,6 +259,9 @@ class ApiServer(kmock.KubernetesEmulator):
         super().__init__()
         self.resources.load_bundled()  # kopf waits forever without v1/namespaces in discovery
         self.requests_log: list[ApiCall] = []
+        # the same calls with the client's User-Agent (components send deep-platform-<name>):
+        # the chart's RBAC test reads who made each call from here
+        self.calls_by_agent: list[tuple[str, ApiCall]] = []
         self.unevaluated_rules: list[str] = []  # CEL rules the tiny evaluator could not run
         self._types: dict[GK, ResourceType] = {}
         self._store: dict[GK, dict[tuple[str, str], Obj]] = collections.defaultdict(dict)
@@ -1018,8 +1021,11 @@ class ApiServer(kmock.KubernetesEmulator):
             body=json.dumps(body).encode(), status=status, content_type="application/json"
         )
 
-    def _log(self, verb: str, group: str, plural: str, subresource: str, namespace: str | None) -> None:
-        self.requests_log.append(ApiCall(verb, group, plural, subresource, namespace or ""))
+    def _log(self, verb: str, group: str, plural: str, subresource: str, namespace: str | None,
+             user_agent: str = "") -> None:
+        call = ApiCall(verb, group, plural, subresource, namespace or "")
+        self.requests_log.append(call)
+        self.calls_by_agent.append((user_agent, call))
 
     @staticmethod
     def _header(request: kmock.Request, name: str) -> str:
@@ -1063,7 +1069,7 @@ class ApiServer(kmock.KubernetesEmulator):
             "PATCH": "patch",
             "DELETE": "delete" if name else "deletecollection",
         }.get(method, method.lower())
-        self._log(verb, group, plural, subresource, namespace)
+        self._log(verb, group, plural, subresource, namespace, self._header(request, "User-Agent"))
         rt = self._find_type(group, version, plural)
         if (not rt.namespaced and namespace is not None) or (rt.namespaced and name and namespace is None):
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
@@ -1340,7 +1346,7 @@ class ApiServer(kmock.KubernetesEmulator):
         name: str | None,
         subresource: str,
     ) -> aiohttp.web.StreamResponse:
-        self._log("watch", group, plural, subresource, namespace)
+        self._log("watch", group, plural, subresource, namespace, self._header(request, "User-Agent"))
         rt = self._find_type(group, version, plural)
         params = request.params
         try:
