@@ -115,8 +115,8 @@ def registry_for(api: Kube) -> kopf.OperatorRegistry:
 async def run(
     api: Kube,
     config: OperatorConfig,
-    stop_flag: asyncio.Event | None = None,
-    ready_flag: asyncio.Event | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
     liveness_endpoint: str | None = None,
 ) -> None:
     """Run kopf until stop_flag is set (or forever)."""
