@@ -259,14 +259,15 @@ def resource_problem(resources: Resources | None, module: Module | None) -> str 
 class _Memory:
     def __init__(self) -> None:
         self.guard = threading.Lock()
-        self.locks: dict[Key, threading.Lock] = {}
+        # one reconciliation per TrainingJob at a time; re-entrant, as wake() reads under it
+        self.locks: dict[Key, threading.RLock] = {}
         # (uid, resourceVersion) of our last status write, to skip its echo
         self.own_version: dict[Key, tuple[str, int]] = {}
         self.waiting: dict[str, set[Key]] = {}  # Module name -> TrainingJobs waiting for it
 
-    def lock(self, key: Key) -> threading.Lock:
+    def lock(self, key: Key) -> threading.RLock:
         with self.guard:
-            return self.locks.setdefault(key, threading.Lock())
+            return self.locks.setdefault(key, threading.RLock())
 
     def forget(self, key: Key) -> None:
         with self.guard:
@@ -307,10 +308,12 @@ def trainingjob_event(type: str | None, body: kopf.Body, **_: Any) -> None:
     if type == "DELETED":
         memory.forget(key)  # the Job and its pods go by garbage collection
         return
-    version, own = _version(obj), memory.own_version.get(key)
-    if version is not None and own is not None and own[0] == obj["metadata"].get("uid") and version <= own[1]:
-        return  # our own status write (or older): a newer event is on its way if anything changed
-    reconcile_trainingjob(runtime.current(), obj)
+    with memory.lock(key):
+        version, own = _version(obj), memory.own_version.get(key)
+        if version is not None and own is not None and own[0] == obj["metadata"].get("uid"):
+            if version <= own[1]:
+                return  # our own status write (or older): a newer event comes if anything changed
+        reconcile_trainingjob(runtime.current(), obj)
 
 
 @kopf.timer(GROUP, VERSION, "trainingjobs", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
@@ -343,9 +346,11 @@ def module_event(type: str | None, body: kopf.Body, **_: Any) -> None:
 
 
 def wake(rt: runtime.Runtime, key: Key) -> None:
-    body = rt.kube.get(KIND, key[1], key[0] or None)
-    if body is not None and not body["metadata"].get("deletionTimestamp"):
-        reconcile_trainingjob(rt, body)
+    """Reconcile a TrainingJob as it is now (read under its lock, so never a stale copy)."""
+    with memory.lock(key):
+        body = rt.kube.get(KIND, key[1], key[0] or None)
+        if body is not None and not body["metadata"].get("deletionTimestamp"):
+            reconcile_trainingjob(rt, body)
 
 
 # --- the reconciliation ------------------------------------------------------------------------
@@ -441,6 +446,7 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
     if problem is not None and job is None:
         return _block(status, problem[0], problem[1], generation)
     ready: tuple[bool, str, str] = (True, "JobCreated", f"Job {tj.name} runs the training")
+    created = job is None
     if problem is None:
         desired = build_job(tj, module, job)
         wanted = desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
@@ -466,7 +472,7 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
     status.job_name = tj.name
     set_condition(status, "Ready", ready[0], ready[1], ready[2], generation)
     pods = []
-    if job.get("status") and not _true_conditions(job).get("Complete"):  # a new Job has no pods
+    if not created and not _true_conditions(job).get("Complete"):  # a Job created now has no pods
         pods = rt.kube.list(k.POD, namespace, label_selector=f"job-name={tj.name}")
     seen = observe(job, pods, queued=bool(tj.spec.queue_name) and not tj.spec.suspend)
     if seen.phase == "Succeeded" and before.phase == "Succeeded":
