@@ -204,7 +204,8 @@ def test_failure_by_exit_code_shows_reason_and_message(apiserver: Any, operator:
                     "type": "Failed",
                     "status": "True",
                     "reason": "PodFailurePolicy",
-                    "message": "Container train for pod default/retrain-a failed with exit code 3 matching FailJob rule",
+                    "message": "Container train for pod default/retrain-a failed with exit code 3 "
+                    "matching FailJob rule",
                     "lastTransitionTime": "2025-01-01T10:00:05Z",
                 }
             ],
