@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import os
 import socket
@@ -86,9 +85,23 @@ class ServiceState:
     ready: bool = False
     in_flight: int = 0
     waiting: int = 0
-    #: wall-clock time of the latest request not yet written to status.lastRequestTime
-    pending_request: dt.datetime | None = None
+    #: wall-clock time (time.time()) of the latest request not yet in status.lastRequestTime
+    pending_request: float | None = None
     wake: asyncio.Task[Failure | None] | None = None
+    #: this service's metric children, looked up once (labels() costs on the hot path)
+    latency: Any = None
+    in_flight_gauge: Any = None
+    counters: dict[int, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.latency = metrics.LATENCY.labels(self.namespace, self.name)
+        self.in_flight_gauge = metrics.IN_FLIGHT.labels(self.namespace, self.name)
+
+    def count(self, code: int) -> None:
+        counter = self.counters.get(code)
+        if counter is None:
+            counter = self.counters[code] = metrics.REQUESTS.labels(self.namespace, self.name, str(code))
+        counter.inc()
 
     @property
     def key(self) -> str:
@@ -147,7 +160,7 @@ class Activator:
         state = self.services.get(key)
         if state is None:
             state = self.services[key] = ServiceState(namespace, name)
-        state.pending_request = utcnow()
+        state.pending_request = time.time()
         code = 500
         try:
             response = await self._serve(request, state)
@@ -161,8 +174,8 @@ class Activator:
                 self.services.pop(key, None)  # unknown services leave no state behind
                 metrics.REQUESTS.labels("", "", "404").inc()
             else:
-                metrics.REQUESTS.labels(namespace, name, str(code)).inc()
-                metrics.LATENCY.labels(namespace, name).observe(time.perf_counter() - started)
+                state.count(code)
+                state.latency.observe(time.perf_counter() - started)
 
     async def _serve(self, request: web.Request, state: ServiceState) -> web.StreamResponse:
         for attempt in range(2):
@@ -267,7 +280,7 @@ class Activator:
                 yield chunk
 
         state.in_flight += 1
-        gauge = metrics.IN_FLIGHT.labels(state.namespace, state.name)
+        gauge = state.in_flight_gauge
         gauge.inc()
         try:
             async with self.session.request(
@@ -289,7 +302,7 @@ class Activator:
         finally:
             state.in_flight -= 1
             gauge.dec()
-            state.pending_request = utcnow()  # a long request keeps the service busy to its end
+            state.pending_request = time.time()  # a long request keeps the service busy to its end
 
     def _error(self, code: int, reason: str, message: str, retry: bool = False) -> web.Response:
         headers = {"Retry-After": str(self.settings.retry_after)} if retry else None

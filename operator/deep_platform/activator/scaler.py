@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
 import logging
 import time
 from typing import Any
@@ -57,11 +58,12 @@ class Scaler:
     async def flush_requests(self) -> None:
         writes = []
         for state in list(self.activator.services.values()):
-            when = state.pending_request
+            pending = state.pending_request
             if state.load:
-                when = utcnow()  # still busy: not idle, however long the request takes
-            if when is None:
+                pending = time.time()  # still busy: not idle, however long the request takes
+            if pending is None:
                 continue
+            when = dt.datetime.fromtimestamp(pending, dt.UTC)
             state.pending_request = None
             writes.append(
                 asyncio.to_thread(self.cluster.record, state.namespace, state.name, last_request=when)
