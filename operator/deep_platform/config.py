@@ -30,3 +30,17 @@ class OperatorConfig:
     resync_seconds: float = field(default_factory=lambda: float(os.environ.get("DEEP_RESYNC_SECONDS", "300")))
     #: how many reconciliations run at once (kopf's thread pool for sync handlers)
     workers: int = field(default_factory=lambda: int(os.environ.get("DEEP_WORKERS", "16")))
+    #: image of the storage init containers and sidecars (needs `rclone` and a POSIX `sh`)
+    rclone_image: str = field(
+        default_factory=lambda: os.environ.get("DEEP_RCLONE_IMAGE", "rclone/rclone:1.68")
+    )
+    #: name of the site's rclone CSI driver for storage mode `mount`; empty: none installed
+    rclone_csi_driver: str = field(default_factory=lambda: os.environ.get("DEEP_RCLONE_CSI_DRIVER", ""))
+    #: allow storage mode `mount` through a privileged rclone FUSE sidecar when no CSI driver exists
+    rclone_fuse_sidecar: bool = field(
+        default_factory=lambda: os.environ.get("DEEP_RCLONE_FUSE_SIDECAR", "").lower() in ("1", "true", "yes")
+    )
+    #: seconds a training pod has, once it ends, to upload its results (its termination grace period)
+    storage_upload_seconds: int = field(
+        default_factory=lambda: int(os.environ.get("DEEP_STORAGE_UPLOAD_SECONDS", "1800"))
+    )
