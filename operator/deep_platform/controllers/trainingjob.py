@@ -9,6 +9,7 @@ no state is kept between calls beyond caches that only save API calls.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import threading
@@ -264,6 +265,7 @@ class _Memory:
         # (uid, resourceVersion) of our last status write, to skip its echo
         self.own_version: dict[Key, tuple[str, int]] = {}
         self.waiting: dict[str, set[Key]] = {}  # Module name -> TrainingJobs waiting for it
+        self.applied_job: dict[Key, str] = {}  # resourceVersion of the Job as we last applied it
 
     def lock(self, key: Key) -> threading.RLock:
         with self.guard:
@@ -273,6 +275,7 @@ class _Memory:
         with self.guard:
             self.locks.pop(key, None)
             self.own_version.pop(key, None)
+            self.applied_job.pop(key, None)
             for keys in self.waiting.values():
                 keys.discard(key)
 
@@ -310,22 +313,54 @@ def trainingjob_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         return
     with memory.lock(key):
         version, own = _version(obj), memory.own_version.get(key)
-        if version is not None and own is not None and own[0] == obj["metadata"].get("uid"):
-            if version <= own[1]:
-                return  # our own status write (or older): a newer event comes if anything changed
+        mine = own is not None and own[0] == obj["metadata"].get("uid")
+        if version is not None and own is not None and mine and version <= own[1]:
+            return  # our own status write (or older): a newer event comes if anything changed
         reconcile_trainingjob(runtime.current(), obj)
 
 
-@kopf.timer(GROUP, VERSION, "trainingjobs", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def trainingjob_resync(body: kopf.Body, **_: Any) -> None:
-    wake(runtime.current(), _key(plain(body)))
+_resync_task: asyncio.Task[None] | None = None
+
+
+@kopf.on.startup()
+async def start_trainingjob_resync(**_: Any) -> None:
+    """One periodic list instead of a kopf timer per object: timers make kopf put a finalizer
+    on every TrainingJob (a write each), and a thousand timers cost a thousand tasks."""
+    global _resync_task
+    _resync_task = asyncio.get_running_loop().create_task(_resync_loop())
+
+
+@kopf.on.cleanup()
+async def stop_trainingjob_resync(**_: Any) -> None:
+    if _resync_task is not None:
+        _resync_task.cancel()
+
+
+async def _resync_loop() -> None:
+    while True:
+        await asyncio.sleep(RESYNC_SECONDS)
+        try:
+            await asyncio.to_thread(resync_all, runtime.current())
+        except Exception:  # the next round tries again
+            log.exception("TrainingJob resync failed")
+
+
+def resync_all(rt: runtime.Runtime) -> None:
+    """Reconcile every TrainingJob once (nothing is written where nothing changed)."""
+    namespaces: list[str | None] = list(rt.config.namespaces) or [None]
+    for namespace in namespaces:
+        for body in rt.kube.list(KIND, namespace):
+            wake(rt, _key(body))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
 def job_event(body: kopf.Body, **_: Any) -> None:
     for owner in body.get("metadata", {}).get("ownerReferences") or []:
         if owner.get("kind") == "TrainingJob" and owner.get("apiVersion", "").startswith(GROUP):
-            wake(runtime.current(), (body["metadata"]["namespace"], owner["name"]))
+            key = (body["metadata"]["namespace"], owner["name"])
+            if memory.applied_job.get(key) == body["metadata"].get("resourceVersion"):
+                continue  # the echo of our own apply: its status is already written
+            wake(runtime.current(), key)
 
 
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
@@ -454,6 +489,7 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
         if live != wanted:
             try:
                 applied = rt.kube.apply(desired)
+                memory.applied_job[_key(body)] = str(applied["metadata"].get("resourceVersion"))
                 job = {**applied, "status": (job or {}).get("status") or applied.get("status") or {}}
             except k.ApiError as exc:
                 if exc.status not in (400, 422) or job is None:

@@ -1,0 +1,174 @@
+"""TrainingJob latency and burst, as ratios to the API floor measured in the same run.
+
+    python bench/trainingjob_latency.py [--samples 200] [--burst 1000]
+
+Against the API server emulator of tests/harness with the real operator in-process:
+
+- latency: TrainingJob created -> its Job created and its status written (seen on a watch),
+  one at a time; floor: the same Job objects created directly through the API, one at a time;
+- burst: N TrainingJobs created at once (16 client threads) until every status is written;
+  floor: the same N Jobs created the same way;
+- writes over a resync: API writes while every TrainingJob is reconciled once more with
+  nothing changed (target: 0).
+
+Targets: p50 within 3x the floor, burst within 2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kubernetes.client import Configuration  # noqa: E402
+
+from deep_platform import kube as k  # noqa: E402
+from deep_platform.api import TrainingJob  # noqa: E402
+from deep_platform.builders.trainingjob import build_job  # noqa: E402
+from deep_platform.config import OperatorConfig  # noqa: E402
+from deep_platform.controllers import runtime  # noqa: E402
+from deep_platform.controllers.trainingjob import resync_all  # noqa: E402
+from deep_platform.operator import run  # noqa: E402
+from tests.harness.apiserver import ApiServer  # noqa: E402
+
+WRITES = {"create", "update", "patch", "delete", "deletecollection"}
+NS = "default"
+
+
+def tj_body(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "deep-hybrid-datacloud.eu/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"image": "ai4oshub/phyto-plankton-classification:latest",
+                 "hyperparameters": {"epochs": 3, "lr": 0.001},
+                 "resources": {"cpu": 2, "memory": "8Gi"}},
+    }
+
+
+def job_body(name: str) -> dict[str, Any]:
+    """The Job the operator would create for tj_body(name), with a made-up owner uid."""
+    body = tj_body(name)
+    body["metadata"]["uid"] = f"uid-{name}"
+    return build_job(TrainingJob.from_body(body), None)
+
+
+class StatusWatch:
+    """Records when each TrainingJob's status first names its Job (a watch, like any client)."""
+
+    def __init__(self, url: str) -> None:
+        self.seen: dict[str, float] = {}
+        self.cond = threading.Condition()
+        self.url = f"{url}/apis/deep-hybrid-datacloud.eu/v1alpha1/trainingjobs?watch=true"
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        with urllib.request.urlopen(self.url, timeout=3600) as stream:  # noqa: S310 (loopback)
+            for line in stream:
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                if (obj.get("status") or {}).get("jobName"):
+                    with self.cond:
+                        self.seen.setdefault(obj["metadata"]["name"], time.perf_counter())
+                        self.cond.notify_all()
+
+    def wait(self, names: list[str], timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not all(n in self.seen for n in names):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    missing = [n for n in names if n not in self.seen]
+                    raise SystemExit(f"timed out: {len(missing)} TrainingJobs never got a status")
+                self.cond.wait(left)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--burst", type=int, default=1000)
+    options = parser.parse_args()
+    with ApiServer.running() as api:
+        api.load_crds(ROOT / "crds")
+        client = k.Kube(Configuration(host=api.url), component="bench")
+        operator_api = k.Kube(Configuration(host=api.url))
+        stop, ready = threading.Event(), threading.Event()
+        config = OperatorConfig(platform_namespace="deep-platform", namespaces=[], metrics_port=0,
+                                health_port=0, workers=16)
+        thread = threading.Thread(target=lambda: asyncio.run(
+            run(operator_api, config, stop_flag=stop, ready_flag=ready)), daemon=True)
+        thread.start()
+        assert ready.wait(30), "operator did not start"
+        watch = StatusWatch(api.url)
+        time.sleep(0.5)
+
+        # latency, one at a time
+        floor, latency = [], []
+        for i in range(options.samples):
+            started = time.perf_counter()
+            client.create(job_body(f"floor-{i}"))
+            floor.append(time.perf_counter() - started)
+        for i in range(options.samples):
+            name = f"lat-{i}"
+            started = time.perf_counter()
+            client.create(tj_body(name))
+            watch.wait([name])
+            latency.append(watch.seen[name] - started)
+
+        # burst
+        pool = ThreadPoolExecutor(16)
+        started = time.perf_counter()
+        list(pool.map(lambda i: client.create(job_body(f"bfloor-{i}")), range(options.burst)))
+        burst_floor = time.perf_counter() - started
+        names = [f"burst-{i}" for i in range(options.burst)]
+        started = time.perf_counter()
+        list(pool.map(lambda n: client.create(tj_body(n)), names))
+        watch.wait(names)
+        burst = max(watch.seen[n] for n in names) - started
+
+        # a resync with nothing changed: every TrainingJob reconciled once more, once all is quiet
+        quiet = len(api.requests_log)
+        while True:
+            time.sleep(1.0)
+            if len(api.requests_log) == quiet:
+                break
+            quiet = len(api.requests_log)
+        before = len(api.requests_log)
+        all_names = [f"lat-{i}" for i in range(options.samples)] + names
+        resync_all(runtime.current())  # what the operator does every DEEP_RESYNC_SECONDS
+        calls = api.requests_log[before:]
+        writes = [c for c in calls if c.verb in WRITES]
+        stop.set()
+        thread.join(30)
+
+    p50, p99 = statistics.median(latency), pct(latency, 0.99)
+    f50, f99 = statistics.median(floor), pct(floor, 0.99)
+    print(f"latency p50: {p50 * 1000:.1f} ms, floor p50 {f50 * 1000:.1f} ms -> ratio {p50 / f50:.2f} "
+          f"(target <= 3)")
+    print(f"latency p99: {p99 * 1000:.1f} ms, floor p99 {f99 * 1000:.1f} ms -> ratio {p99 / f99:.2f}")
+    print(f"burst of {options.burst}: {burst:.2f} s, floor {burst_floor:.2f} s -> ratio "
+          f"{burst / burst_floor:.2f} (target <= 2)")
+    kinds = sorted({f"{c.verb} {c.resource}/{c.subresource}".rstrip("/") for c in writes})
+    print(f"resync of {len(all_names)} unchanged TrainingJobs: {len(writes)} writes of "
+          f"{len(calls)} API calls (target 0){': ' + ', '.join(kinds) if kinds else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
