@@ -9,7 +9,7 @@ from typing import Any
 from ..api.common import Resources
 from ..api.inferenceservice import InferenceService
 from ..api.module import Module
-from . import pod
+from . import pod, storage
 
 DEEPAAS_PORT = 5000
 CONTAINER_NAME = "deepaas"
@@ -88,6 +88,9 @@ def build_deployment(
         pod_spec["affinity"] = affinity
     # Pod parts of other features (storage: init containers, volumes, mounts) are added here,
     # to pod_spec and container, before the template is hashed into its version.
+    storage.build_storage(isvc, isvc.spec.storage, storage.site_settings(), upload_results=False).apply_to(
+        pod_spec, container
+    )
     template: dict[str, Any] = {"metadata": {"labels": labels}, "spec": pod_spec}
     template["metadata"]["annotations"] = {VERSION_ANNOTATION: template_version(template)}
     spec: dict[str, Any] = {

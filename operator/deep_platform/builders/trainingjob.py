@@ -9,7 +9,7 @@ from typing import Any
 from ..api.common import Resources
 from ..api.module import Module
 from ..api.trainingjob import TrainingJob
-from . import pod
+from . import pod, storage
 
 CONTAINER_NAME = "train"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -122,6 +122,9 @@ def job_suspended(tj: TrainingJob, live_job: dict[str, Any] | None) -> bool:
 def add_pod_parts(tj: TrainingJob, pod_spec: dict[str, Any], container: dict[str, Any]) -> None:
     """The one place where other features add to the training pod (storage init containers,
     volumes and mounts go here), after the base pod is complete."""
+    # WebDAV storage: copy in before training, results copied back however it ends
+    parts = storage.build_storage(tj, tj.spec.storage, storage.site_settings(), upload_results=True)
+    parts.apply_to(pod_spec, container)
 
 
 def spec_hash(job: dict[str, Any]) -> str:
