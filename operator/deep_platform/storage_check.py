@@ -13,8 +13,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .api.base import CustomObject, Status
 from .api.common import StorageMount
-from .builders.storage import FUSE_PREFIX, IN_PREFIX, OUT_PREFIX
+from .builders.storage import (
+    FUSE_PREFIX,
+    IN_PREFIX,
+    OUT_PREFIX,
+    StorageUnavailable,
+    build_storage,
+    site_settings,
+)
+from .conditions import set_condition
 
 CONDITION = "StorageReady"
 
@@ -169,3 +178,28 @@ def storage_state(mounts: list[StorageMount], pod_obj: dict[str, Any] | None) ->
     if copied >= expected_in:
         return StorageState(True, "Ready", f"{len(mounts)} storage folder(s) available in the pod")
     return StorageState(None, "Copying", f"copying {expected_in - copied} storage folder(s) into the pod")
+
+
+def storage_problem(owner: CustomObject[Any, Any]) -> tuple[str, str] | None:
+    """(reason, message) when this site cannot provide the object's storage (mode `mount`
+    without a CSI driver, duplicate names or paths); the controllers block on it."""
+    try:
+        build_storage(owner, owner.spec.storage, site_settings(), upload_results=False)
+    except StorageUnavailable as exc:
+        return "StorageUnavailable", str(exc)
+    return None
+
+
+def newest_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not pods:
+        return None
+    return max(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def set_storage_condition(
+    status: Status, mounts: list[StorageMount], pods: list[dict[str, Any]], generation: int | None
+) -> None:
+    """StorageReady from the newest pod; left as it was when no pod says anything new."""
+    state = storage_state(mounts, newest_pod(pods))
+    if state is not None:
+        set_condition(status, CONDITION, state.status, state.reason, state.message, generation)

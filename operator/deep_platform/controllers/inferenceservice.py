@@ -18,6 +18,7 @@ from ..builders.inferenceservice import VERSION_ANNOTATION, build_all, serving_i
 from ..conditions import set_condition
 from ..kube import DEPLOYMENT, POD, kind_of
 from ..metrics import instrumented
+from ..storage_check import set_storage_condition, storage_problem
 from . import runtime
 from .reconciler import announce_transitions, invalid_spec_status, parse, plain, write_status
 from .settings import RESYNC_SECONDS
@@ -176,6 +177,8 @@ def reconcile_inferenceservice(
                 f"Module {isvc.spec.module!r} does not exist; create it or fix spec.module",
                 generation,
             )
+        elif (storage_issue := storage_problem(isvc)) is not None:
+            set_condition(status, "Ready", False, storage_issue[0], storage_issue[1], generation)
         else:
             namespace = isvc.namespace
             if apply_children:
@@ -193,6 +196,7 @@ def reconcile_inferenceservice(
             status.url = service_url(rt, isvc)
             status.image = serving_image(isvc, module)
             serving_conditions(status, isvc, deployment, pods)
+            set_storage_condition(status, isvc.spec.storage, pods, generation)
         status.observed_generation = generation
     if write_status(rt.kube, KIND, body, status):
         announce_transitions(

@@ -36,6 +36,7 @@ from ..conditions import set_condition
 from ..gpu.inventory import read_inventories_or_none, running_gpu
 from ..metrics import instrumented
 from ..scheduling import gpu_problem, read_nodes
+from ..storage_check import set_storage_condition, storage_problem
 from . import runtime
 from .reconciler import parse, plain, write_status
 from .settings import RESYNC_SECONDS
@@ -478,6 +479,8 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
             inventories = read_inventories_or_none(rt.kube, rt.config.platform_namespace)
             message = gpu_problem(resources.gpu, read_nodes(rt.kube), inventories)
             problem = ("Unschedulable", message) if message else None
+    if problem is None:
+        problem = storage_problem(tj)
     if problem is not None and job is None:
         return _block(status, problem[0], problem[1], generation)
     ready: tuple[bool, str, str] = (True, "JobCreated", f"Job {tj.name} runs the training")
@@ -511,6 +514,7 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
     if not created and not _true_conditions(job).get("Complete"):  # a Job created now has no pods
         pods = rt.kube.list(k.POD, namespace, label_selector=f"job-name={tj.name}")
     seen = observe(job, pods, queued=bool(tj.spec.queue_name) and not tj.spec.suspend)
+    set_storage_condition(status, tj.spec.storage, pods, generation)
     if seen.phase == "Succeeded" and before.phase == "Succeeded":
         seen.pod_name, seen.node_name = before.pod_name, before.node_name  # pods may be gone
     apply_observation(rt, status, seen, before, generation)
