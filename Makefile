@@ -29,6 +29,11 @@ test: install lint
 
 crds:
 	deep-platform crds -o crds/
+	bash scripts/render-manifests.sh
+
+## the chart's CRD copies and manifests/, rendered from the chart (tests/chart fail on drift)
+manifests:
+	bash scripts/render-manifests.sh
 
 bench: install
 	$(PYTHON) bench/run_all.py

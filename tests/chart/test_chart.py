@@ -119,7 +119,7 @@ def test_operator_deployment_matches_its_settings() -> None:
     spec = operator["spec"]
     assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"  # kopf standalone: never two
     container = spec["template"]["spec"]["containers"][0]
-    assert container["args"][0] == "run"
+    assert container["args"][-1] == "run"
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["DEEP_PLATFORM_NAMESPACE"] == chart.NAMESPACE
     assert env["DEEP_WATCH_NAMESPACES"] == ""  # the whole cluster
@@ -140,7 +140,8 @@ def test_restricted_namespaces_grant_roles_only_there() -> None:
     for role in by_kind(objs, "ClusterRole"):
         for rule in role["rules"]:
             for resource in rule["resources"]:
-                assert resource.split("/")[0] in ("modules", "customresourcedefinitions"), (
+                cluster_scoped = ("modules", "customresourcedefinitions", "namespaces", "nodes")
+                assert resource.split("/")[0] in cluster_scoped, (
                     f"{role['metadata']['name']} grants {resource} cluster-wide with watchNamespaces set")
     operator = next(o for o in by_kind(objs, "Deployment") if o["metadata"]["name"].endswith("-operator"))
     env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -209,3 +210,34 @@ def test_notes_tell_the_admin_what_to_do_next(tmp_path: Path) -> None:
     assert "kubectl apply -f examples/module.yaml" in notes
     assert "http://deep-platform-activator.deep-platform.svc/NAMESPACE/NAME/" in notes
     assert "kubectl apply --server-side -f charts/deep-platform/crds/" in notes
+
+
+def test_gpu_pod_mapping_is_the_only_documented_exception(tmp_path: Path) -> None:
+    """gpuAgent.podMapping (opt-in) breaks "restricted" in exactly two ways: hostPID and /proc."""
+    values = tmp_path / "pod-mapping.yaml"
+    values.write_text("gpuAgent:\n  podMapping: true\n")
+    objs = chart.objects(chart.render(4, values))
+    agent = next(o for o in by_kind(objs, "DaemonSet"))
+    spec = chart.pod_spec(agent)
+    assert spec is not None
+    problems = restricted_violations(spec)
+    assert len(problems) == 2 and "spec.hostPID is true" in problems and "host-proc" in " ".join(problems)
+    assert spec["containers"][0]["volumeMounts"] == [
+        {"name": "host-proc", "mountPath": "/host/proc", "readOnly": True}]
+    assert spec["containers"][0]["args"][-2:] == ["--proc-root", "/host/proc"]
+
+
+def test_every_subcommand_the_chart_runs_exists() -> None:
+    """Each container's first argument is a `deep-platform` subcommand, with flags it accepts."""
+    import subprocess
+
+    for values in chart.CI_VALUES:
+        for obj in chart.objects(chart.render(4, values)):
+            spec = chart.pod_spec(obj)
+            for container in (spec or {}).get("containers", []):
+                args = [a for a in container["args"] if a not in ("--verbose", "-v")]  # global flags
+                help_text = subprocess.run(["deep-platform", args[0], "--help"], capture_output=True,
+                                           text=True, check=True).stdout
+                for flag in (a for a in args[1:] if a.startswith("--")):
+                    name = obj["metadata"]["name"]
+                    assert flag in help_text, f"`deep-platform {args[0]}` has no {flag} ({name})"

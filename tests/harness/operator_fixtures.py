@@ -59,9 +59,12 @@ class RunningOperator:
         return wait_until(probe, timeout, what=f"{kind.kind} {namespace}/{name}")
 
 
-def kube_for(url: str) -> k.Kube:
+def kube_for(url: str, component: str = "test") -> k.Kube:
+    """A client of the emulator. Its User-Agent (deep-platform-<component>) attributes its calls
+    in the request log: the chart's RBAC test checks those of "operator" and "activator", so a
+    test's own reads and writes go as "test" and a component under test gets its own name."""
     configuration = Configuration(host=url)
-    return k.Kube(configuration)
+    return k.Kube(configuration, component=component)
 
 
 @pytest.fixture
@@ -79,7 +82,8 @@ def operator_config() -> OperatorConfig:
 @pytest.fixture
 def operator(apiserver: Any, operator_config: OperatorConfig) -> Iterator[RunningOperator]:
     """kopf runs the real handlers in a thread of its own until the test ends."""
-    api = kube_for(apiserver.url)
+    api = kube_for(apiserver.url, component="operator")
+    client = kube_for(apiserver.url)  # the test's own calls are not the operator's
     stop, ready = threading.Event(), threading.Event()
     failure: list[BaseException] = []
 
@@ -94,8 +98,9 @@ def operator(apiserver: Any, operator_config: OperatorConfig) -> Iterator[Runnin
     thread.start()
     assert ready.wait(15), "the operator did not start within 15 s"
     assert not failure, f"the operator failed to start: {failure[0]!r}"
-    yield RunningOperator(kube=api, config=operator_config)
+    yield RunningOperator(kube=client, config=operator_config)
     stop.set()
     thread.join(15)
     assert not thread.is_alive(), "the operator did not stop within 15 s"
     api.close()
+    client.close()

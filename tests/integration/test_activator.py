@@ -63,7 +63,7 @@ class Running:
 async def activator_running(
     apiserver: Any, resolver: Callable[[str, str], str], identity: str, **settings: Any
 ) -> AsyncIterator[Running]:
-    kube = kube_for(apiserver.url)
+    kube = kube_for(apiserver.url, component="activator")
     options = {
         "tick": 0.1,
         "poll_interval": 0.02,
