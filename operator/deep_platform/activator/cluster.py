@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +26,8 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 LOAD_ANNOTATION = "deep-hybrid-datacloud.eu/in-flight"
 ACTIVATOR_LABEL = "deep-hybrid-datacloud.eu/activator"
 LEADER_LEASE = "deep-platform-activator-scaler"
+ATTEMPTS = 20
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> dt.datetime:
@@ -185,9 +190,12 @@ class Cluster:
     ) -> None:
         """Move lastRequestTime forward (never back), count a cold start, note a warm-up.
 
-        Read, change, write with the read resourceVersion; on a 409 do it again.
+        Read, change, write with the read resourceVersion; on a 409 do it again (the operator
+        writes the same status often while a service starts, so a few rounds are normal).
         """
-        for _ in range(5):
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311  # jitter, not crypto
             isvc = self.inference_service(namespace, name)
             if isvc is None:
                 return
@@ -213,6 +221,7 @@ class Cluster:
                     return
                 raise
             return
+        log.warning("gave up writing %s to %s/%s: %d conflicts", sorted(patch), namespace, name, ATTEMPTS)
 
     # shared load: one Lease per activator replica, written only by that replica
 

@@ -9,7 +9,8 @@ and the holder of the `deep-platform-activator-scaler` Lease then, for every Inf
   - scales down only to the highest recommendation of the stabilisation window,
   - scales to minReplicas (0) when idle for scaleToZeroAfter since the last request,
   - with `prewarm`, starts a new version, sends it the warm-up request and records it.
-Waking from zero is the one write any replica makes (scale_at_least, with a precondition).
+Waking from zero is the one write any replica makes (scale_at_least, with a precondition); the
+leader leaves zero-replica services to that wake-up, so each cold start is counted once.
 """
 
 from __future__ import annotations
@@ -144,7 +145,10 @@ class Scaler:
             bool(scaling.get("prewarm")) and version is not None and status.get("warmedVersion") != version
         )
 
-        if wanted > current:
+        if current == 0 and wanted > minimum and not prewarm:
+            # from zero only through a request's wake-up, which counts the cold start once
+            target = current
+        elif wanted > current:
             target = wanted  # up at once
         elif prewarm:
             target = max(current, 1)
