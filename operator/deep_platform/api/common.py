@@ -10,7 +10,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "deep-hybrid-datacloud.eu"
@@ -123,6 +123,11 @@ class StorageMode(StrEnum):
     mount = "mount"
 
 
+#: http(s), no user:password@ before the host: credentials belong in the Secret, and the URL
+#: shows up in status messages and Events
+WEBDAV_URL_PATTERN = r"^https?://[^/@\s]+(/\S*)?$"
+
+
 class StorageMount(ApiModel):
     """A WebDAV or NextCloud folder made available inside the pod."""
 
@@ -134,13 +139,24 @@ class StorageMount(ApiModel):
     )
     url: str = Field(
         ...,
-        pattern=r"^https?://",
+        json_schema_extra={"pattern": WEBDAV_URL_PATTERN},
         description=(
             "WebDAV endpoint, for NextCloud `https://HOST/remote.php/dav/files/USER` or "
-            "`https://HOST/remote.php/webdav`."
+            "`https://HOST/remote.php/webdav`. No credentials in the URL: they go in secretRef."
         ),
     )
     secret_ref: SecretKeys = Field(..., description="Secret with the user and password.")
+
+    @field_validator("url")
+    @classmethod
+    def _url_without_credentials(cls, url: str) -> str:
+        if not re.match(WEBDAV_URL_PATTERN, url):
+            # the URL is not echoed: it may hold a password
+            raise ValueError(
+                "must look like https://HOST/PATH, with no user:password@ before the host "
+                "(credentials go in secretRef)"
+            )
+        return url
     remote_path: str = Field("/", description="Folder on the server, relative to url.")
     mount_path: str = Field(
         ..., pattern=r"^/", description="Absolute path where the folder appears in the container."
