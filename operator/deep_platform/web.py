@@ -18,11 +18,16 @@ async def to_catalogue(_: web.Request) -> web.Response:
     raise web.HTTPFound("/catalogue/")
 
 
+async def to_dashboard(_: web.Request) -> web.Response:
+    raise web.HTTPFound("/dashboard/")
+
+
 def create_app(kube: Kube, config: OperatorConfig) -> web.Application:
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", to_catalogue)
     app.router.add_get("/catalogue", to_catalogue)
+    app.router.add_get("/dashboard", to_dashboard)
     app.add_subapp("/catalogue/", create_catalogue_app(kube, config))
     app.add_subapp("/dashboard/", create_dashboard_app(kube, config))
     return app
