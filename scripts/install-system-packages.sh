@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages the tests use as real parts: rclone (storage), chromium (pages), nginx (bench).
+# Debian packages the tests use as real parts: rclone (storage), chromium (pages), nginx and wrk (bench).
 set -euo pipefail
 missing=()
 command -v rclone >/dev/null || missing+=(rclone)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v wrk >/dev/null || missing+=(wrk)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing Debian packages: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2
