@@ -137,10 +137,12 @@ def main() -> int:
         list(pool.map(lambda i: client.create(job_body(f"bfloor-{i}")), range(options.burst)))
         burst_floor = time.perf_counter() - started
         names = [f"burst-{i}" for i in range(options.burst)]
+        burst_from = len(api.requests_log)
         started = time.perf_counter()
         list(pool.map(lambda n: client.create(tj_body(n)), names))
         watch.wait(names)
         burst = max(watch.seen[n] for n in names) - started
+        burst_calls = [c for c in api.requests_log[burst_from:] if c.verb != "watch"]
 
         # a resync with nothing changed: every TrainingJob reconciled once more, once all is quiet
         quiet = len(api.requests_log)
@@ -164,6 +166,12 @@ def main() -> int:
     print(f"latency p99: {p99 * 1000:.1f} ms, floor p99 {f99 * 1000:.1f} ms -> ratio {p99 / f99:.2f}")
     print(f"burst of {options.burst}: {burst:.2f} s, floor {burst_floor:.2f} s -> ratio "
           f"{burst / burst_floor:.2f} (target <= 2)")
+    per_kind: dict[str, int] = {}
+    for c in burst_calls:
+        what = f"{c.verb} {c.resource}/{c.subresource}".rstrip("/")
+        per_kind[what] = per_kind.get(what, 0) + 1
+    print("API calls per TrainingJob in the burst (the floor makes 1 create): "
+          + ", ".join(f"{what} {n / options.burst:.2f}" for what, n in sorted(per_kind.items())))
     kinds = sorted({f"{c.verb} {c.resource}/{c.subresource}".rstrip("/") for c in writes})
     print(f"resync of {len(all_names)} unchanged TrainingJobs: {len(writes)} writes of "
           f"{len(calls)} API calls (target 0){': ' + ', '.join(kinds) if kinds else ''}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import queue
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -267,6 +268,9 @@ class _Memory:
         self.own_version: dict[Key, tuple[str, int]] = {}
         self.waiting: dict[str, set[Key]] = {}  # Module name -> TrainingJobs waiting for it
         self.applied_job: dict[Key, str] = {}  # resourceVersion of the Job as we last applied it
+        # uid of every TrainingJob seen on the watch: events of Jobs and pods owned by nothing
+        # we know cost no read (the TrainingJob's own event reconciles when it comes)
+        self.known: dict[Key, str] = {}
 
     def lock(self, key: Key) -> threading.RLock:
         with self.guard:
@@ -277,6 +281,7 @@ class _Memory:
             self.locks.pop(key, None)
             self.own_version.pop(key, None)
             self.applied_job.pop(key, None)
+            self.known.pop(key, None)
             for keys in self.waiting.values():
                 keys.discard(key)
 
@@ -304,7 +309,27 @@ def _key(body: dict[str, Any]) -> Key:
 # --- handlers ----------------------------------------------------------------------------------
 
 
-@kopf.on.event(GROUP, VERSION, "trainingjobs")
+def _news(body: kopf.Body, **_: Any) -> bool:
+    """Cheap pre-check in kopf's loop: the echo of our own status write needs no thread."""
+    meta = body.get("metadata") or {}
+    key = (meta.get("namespace") or "", meta.get("name") or "")
+    own, version = memory.own_version.get(key), _version({"metadata": dict(meta)})
+    mine = own is not None and own[0] == meta.get("uid")
+    return not (mine and own is not None and version is not None and version <= own[1])
+
+
+def _job_news(body: kopf.Body, **_: Any) -> bool:
+    """Cheap pre-check: a Job event about a TrainingJob we know that is not our own write's echo."""
+    meta = body.get("metadata") or {}
+    for owner in meta.get("ownerReferences") or []:
+        key = (meta.get("namespace") or "", owner.get("name") or "")
+        ours = owner.get("kind") == "TrainingJob" and memory.known.get(key) == owner.get("uid")
+        if ours and memory.applied_job.get(key) != meta.get("resourceVersion"):
+            return True
+    return False
+
+
+@kopf.on.event(GROUP, VERSION, "trainingjobs", when=_news)
 def trainingjob_event(type: str | None, body: kopf.Body, **_: Any) -> None:
     """Every event reconciles (no kopf bookkeeping is written); echoes of our own writes do not."""
     obj = plain(body)
@@ -312,6 +337,7 @@ def trainingjob_event(type: str | None, body: kopf.Body, **_: Any) -> None:
     if type == "DELETED":
         memory.forget(key)  # the Job and its pods go by garbage collection
         return
+    memory.known[key] = str(obj["metadata"].get("uid"))
     with memory.lock(key):
         version, own = _version(obj), memory.own_version.get(key)
         mine = own is not None and own[0] == obj["metadata"].get("uid")
@@ -354,21 +380,25 @@ def resync_all(rt: runtime.Runtime) -> None:
             wake(rt, _key(body))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, when=_job_news)
 def job_event(body: kopf.Body, **_: Any) -> None:
     for owner in body.get("metadata", {}).get("ownerReferences") or []:
         if owner.get("kind") == "TrainingJob" and owner.get("apiVersion", "").startswith(GROUP):
             key = (body["metadata"]["namespace"], owner["name"])
-            if memory.applied_job.get(key) == body["metadata"].get("resourceVersion"):
-                continue  # the echo of our own apply: its status is already written
-            wake(runtime.current(), key)
+            if memory.known.get(key) != owner.get("uid"):
+                continue  # not a TrainingJob we know (yet): its own event reconciles it
+            with memory.lock(key):  # after our write returned, so its echo is recognised
+                if memory.applied_job.get(key) == body["metadata"].get("resourceVersion"):
+                    continue  # the echo of our own write: its status is already written
+                wake(runtime.current(), key)
 
 
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
 def pod_event(body: kopf.Body, **_: Any) -> None:
     for owner in body.get("metadata", {}).get("ownerReferences") or []:
-        if owner.get("kind") == "Job":  # the Job has the TrainingJob's name
-            wake(runtime.current(), (body["metadata"]["namespace"], owner["name"]))
+        key = (body["metadata"]["namespace"], owner["name"])
+        if owner.get("kind") == "Job" and key in memory.known:  # the Job has the TrainingJob's name
+            wake(runtime.current(), key)
 
 
 @kopf.on.event(GROUP, VERSION, "modules")
@@ -423,7 +453,37 @@ def announce(api: k.Kube, body: dict[str, Any], before: TrainingJobStatus, after
         after.phase == "Pending" and after.reason not in QUIET_PENDING
     )
     message = f"{after.phase}: {after.message}" if after.message else after.phase
-    events.emit(api, body, reason or after.phase, message, warning=warning)
+    poster.post(api, body, reason or after.phase, message, warning)
+
+
+class _EventPoster:
+    """Events leave from one thread, in order, after the status they describe is written:
+    a reconciliation (and a burst of them) waits for no Event write. When the queue is
+    full the caller posts itself, so no Event is lost."""
+
+    def __init__(self, size: int = 2000) -> None:
+        self.queue: queue.Queue[tuple[k.Kube, dict[str, Any], str, str, bool]] = queue.Queue(size)
+        self.thread: threading.Thread | None = None
+        self.guard = threading.Lock()
+
+    def post(self, api: k.Kube, body: dict[str, Any], reason: str, message: str, warning: bool) -> None:
+        with self.guard:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="trainingjob-events", daemon=True)
+                self.thread.start()
+        try:
+            self.queue.put_nowait((api, body, reason, message, warning))
+        except queue.Full:
+            events.emit(api, body, reason, message, warning=warning)
+
+    def _run(self) -> None:
+        while True:
+            api, body, reason, message, warning = self.queue.get()
+            events.emit(api, body, reason, message, warning=warning)  # never raises
+            self.queue.task_done()
+
+
+poster = _EventPoster()
 
 
 def _block(status: TrainingJobStatus, reason: str, message: str, generation: int | None) -> TrainingJobStatus:
@@ -442,15 +502,12 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
     if isinstance(tj, list):
         return _block(status, "InvalidSpec", "; ".join(tj), generation)
     namespace = tj.namespace or "default"
-    job = rt.kube.get(k.JOB, tj.name, namespace)
+    # a TrainingJob whose status never named a Job most likely has none: no read, the create
+    # below says (409) if one exists after all
+    unread = before.job_name is None
+    job = None if unread else rt.kube.get(k.JOB, tj.name, namespace)
     if job is not None and not _owned_by(job, tj):
-        return _block(
-            status,
-            "JobNameTaken",
-            f"a Job named {tj.name} exists and is not this TrainingJob's; "
-            "delete it or rename the TrainingJob",
-            generation,
-        )
+        return _name_taken(status, tj, generation)
     module: Module | None = None
     problem: tuple[str, str] | None = None
     if tj.spec.module:
@@ -481,6 +538,10 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
             problem = ("Unschedulable", message) if message else None
     if problem is None:
         problem = storage_problem(tj)
+    if problem is not None and unread:  # blocked: say so only if there is truly no Job
+        job, unread = rt.kube.get(k.JOB, tj.name, namespace), False
+        if job is not None and not _owned_by(job, tj):
+            return _name_taken(status, tj, generation)
     if problem is not None and job is None:
         return _block(status, problem[0], problem[1], generation)
     ready: tuple[bool, str, str] = (True, "JobCreated", f"Job {tj.name} runs the training")
@@ -489,8 +550,28 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
         desired = build_job(tj, module, job)
         wanted = desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
         live = ((job or {}).get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
+        if job is None:
+            try:
+                made = rt.kube.create(desired)  # cheaper than apply, and never adopts a stranger's Job
+                memory.applied_job[_key(body)] = str(made["metadata"].get("resourceVersion"))
+                job = made
+                live = wanted
+            except k.ApiError as exc:
+                if not exc.conflict:
+                    raise
+                job, created = rt.kube.get(k.JOB, tj.name, namespace), False
+                if job is None:
+                    raise  # gone again: the next event tries once more
+                if not _owned_by(job, tj):
+                    return _name_taken(status, tj, generation)
+                desired = build_job(tj, module, job)
+                wanted = desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+                live = job["metadata"].get("annotations", {}).get(SPEC_HASH_ANNOTATION)
         if live != wanted:
             try:
+                dropped = dropped_fields(job, desired)
+                if dropped is not None:
+                    rt.kube.patch(k.JOB, tj.name, namespace, dropped)
                 applied = rt.kube.apply(desired)
                 memory.applied_job[_key(body)] = str(applied["metadata"].get("resourceVersion"))
                 job = {**applied, "status": (job or {}).get("status") or applied.get("status") or {}}
@@ -524,6 +605,49 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
     status.gpu_product = status.gpu_product or (gpu.product if gpu else None)
     status.gpu_utilization_percent = gpu.utilization_percent if gpu else None
     return status
+
+
+def dropped_fields(live: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any] | None:
+    """A merge patch removing what our create set and the desired Job no longer has.
+
+    The Job is created with a plain create, so the server records those fields under our
+    manager's Update entry; apply removes only fields its own Apply entry owns. The pod
+    template is immutable and left alone (a change there is rejected anyway).
+    """
+    for entry in ((live or {}).get("metadata") or {}).get("managedFields") or []:
+        if (entry.get("manager"), entry.get("operation")) == (k.FIELD_MANAGER, "Update") and not entry.get(
+            "subresource"
+        ):
+            patch = _missing(entry.get("fieldsV1") or {}, desired, top=True)
+            return patch or None
+    return None
+
+
+def _missing(owned: dict[str, Any], desired: dict[str, Any], top: bool = False) -> dict[str, Any]:
+    patch: dict[str, Any] = {}
+    for field, below in owned.items():
+        if not field.startswith("f:"):
+            continue  # list items (k:/v:) and "." markers: lists are replaced whole by apply
+        name = field[2:]
+        if top and name not in ("metadata", "spec"):
+            continue
+        if name in ("template", "selector", "ownerReferences", "managedFields"):
+            continue
+        if name not in desired:
+            patch[name] = None
+        elif isinstance(below, dict) and below and isinstance(desired[name], dict):
+            inner = _missing(below, desired[name])
+            if inner:
+                patch[name] = inner
+    return patch
+
+
+def _name_taken(status: TrainingJobStatus, tj: TrainingJob, generation: int | None) -> TrainingJobStatus:
+    message = (
+        f"a Job named {tj.name} exists and is not this TrainingJob's; "
+        "delete it or rename the TrainingJob"
+    )
+    return _block(status, "JobNameTaken", message, generation)
 
 
 def _owned_by(job: dict[str, Any], tj: TrainingJob) -> bool:
