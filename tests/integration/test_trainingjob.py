@@ -334,3 +334,42 @@ def test_no_writes_when_nothing_changed_and_deletion_cascades(apiserver: Any, op
 
     operator.kube.delete(TJ, "retrain", NS)
     wait_until(lambda: apiserver.get("jobs", NS, "retrain") is None, 10, what="the Job to go with its owner")
+
+
+def test_a_strangers_job_with_the_name_is_left_alone(apiserver: Any, operator: Any) -> None:
+    """The Job is made with a plain create on first sight: a 409 must not become an adoption."""
+    stranger = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "retrain", "namespace": NS, "labels": {"app": "someone-else"}},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
+                }
+            }
+        },
+    }
+    before = operator.kube.create(stranger)
+    operator.kube.create(module())
+    operator.kube.create(trainingjob())
+    st = wait_phase(operator, "Pending", "JobNameTaken")
+    assert "delete it or rename the TrainingJob" in st["message"] and not st.get("jobName")
+    job = apiserver.get("jobs", NS, "retrain")
+    assert job["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert not job["metadata"].get("ownerReferences")
+
+
+def test_a_field_removed_from_the_spec_leaves_the_created_job(apiserver: Any, operator: Any) -> None:
+    """Fields the first create set are removed too (apply alone would keep them: the create's
+    ownership is recorded under an Update entry)."""
+    operator.kube.create(module())
+    operator.kube.create(trainingjob(activeDeadlineSeconds=600, ttlSecondsAfterFinished=60))
+    wait_phase(operator, "Pending", "JobCreated")
+    assert apiserver.get("jobs", NS, "retrain")["spec"]["activeDeadlineSeconds"] == 600
+    operator.kube.patch(TJ, "retrain", NS, {"spec": {"activeDeadlineSeconds": None}})
+    wait_until(lambda: "activeDeadlineSeconds" not in apiserver.get("jobs", NS, "retrain")["spec"], 5)
+    job = apiserver.get("jobs", NS, "retrain")
+    assert job["spec"]["ttlSecondsAfterFinished"] == 60
+    assert status(operator)["conditions"] and condition(status(operator), "Ready")["status"] == "True"
