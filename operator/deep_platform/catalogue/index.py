@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ..api import Module
@@ -96,11 +98,22 @@ def read_index(kube: Kube, namespace: str, attempts: int = 5) -> list[dict[str, 
 
 
 class IndexWriter:
-    """The single writer: a thread that rebuilds the index whenever it is marked stale."""
+    """The single writer: a thread that rebuilds the index whenever it is marked stale, and
+    every `resync_seconds` calls `resync` (the controller re-reconciles every Module: the
+    Module controller watches events only, so this is its periodic drift repair)."""
 
-    def __init__(self, kube: Kube, namespace: str, debounce: float = 0.05) -> None:
-        self.kube, self.namespace, self.debounce = kube, namespace, debounce
+    def __init__(self, kube: Kube, namespace: str, debounce: float = 0.05,
+                 resync: Callable[[], None] | None = None, resync_seconds: float = 300.0,
+                 max_delay: float = 1.0) -> None:
+        self.kube, self.namespace, self.debounce, self.max_delay = kube, namespace, debounce, max_delay
+        self.resync, self.resync_seconds = resync, resync_seconds
+        #: the index items from memory (the controller's kopf index of Modules, complete before
+        #: any handler runs); None: list the Modules from the API on every rebuild
+        self.source: Callable[[], list[dict[str, Any]]] | None = None
         self.cache = ProblemCache()
+        #: module name -> (uid, entry data) last applied: an unchanged entry is not re-applied
+        #: on every watch event (cleared on resync, so a deleted entry comes back)
+        self.applied: dict[str, tuple[str, dict[str, str]]] = {}
         self._stale = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="catalogue-index", daemon=True)
@@ -115,14 +128,35 @@ class IndexWriter:
         self._thread.join(10)
 
     def rebuild(self) -> int:
-        return write_index(self.kube, self.namespace, build_items(self.kube, self.cache))
+        items = self.source() if self.source is not None else build_items(self.kube, self.cache)
+        return write_index(self.kube, self.namespace, items)
+
+    def _settle(self) -> None:
+        """Wait until no mark came for `debounce` seconds, or `max_delay` passed: a burst of
+        reconciles coalesces into few rebuilds, and the last one follows the burst closely."""
+        deadline = time.monotonic() + self.max_delay
+        while not self._stop.is_set():
+            self._stale.clear()
+            if not self._stale.wait(self.debounce) or time.monotonic() >= deadline:
+                return
 
     def _loop(self) -> None:
+        next_resync = time.monotonic() + self.resync_seconds
         while not self._stop.is_set():
-            self._stale.wait()
+            marked = self._stale.wait(max(0.0, next_resync - time.monotonic()))
             if self._stop.is_set():
                 return
-            self._stop.wait(self.debounce)  # let a burst of reconciles coalesce into one rebuild
+            if not marked:
+                next_resync = time.monotonic() + self.resync_seconds
+                self.applied.clear()
+                try:
+                    if self.resync is not None:
+                        self.resync()
+                except Exception:  # a failed resync is retried at the next one
+                    log.exception("catalogue resync failed")
+                self._stale.set()
+                continue
+            self._settle()
             self._stale.clear()
             try:
                 self.rebuild()
@@ -137,11 +171,12 @@ _writers: dict[tuple[int, str], IndexWriter] = {}
 _writers_lock = threading.Lock()
 
 
-def writer_for(kube: Kube, namespace: str) -> IndexWriter:
+def writer_for(kube: Kube, namespace: str, resync: Callable[[], None] | None = None,
+               resync_seconds: float = 300.0) -> IndexWriter:
     with _writers_lock:
         key = (id(kube), namespace)
         if key not in _writers:
-            _writers[key] = IndexWriter(kube, namespace)
+            _writers[key] = IndexWriter(kube, namespace, resync=resync, resync_seconds=resync_seconds)
         return _writers[key]
 
 
