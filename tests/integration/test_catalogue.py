@@ -160,3 +160,17 @@ async def test_http_api_and_pages(operator: Any) -> None:
         assert (await client.get("/catalogue/modules/nope")).status == 404
     finally:
         await client.close()
+
+
+def test_new_module_gets_one_event_naming_both_transitions_and_no_kopf_bookkeeping(operator: Any) -> None:
+    api = operator.kube
+    api.create(module_body("evented"))
+    module = operator.wait_for(MODULES, "evented", until=lambda o: condition(o, "Ready") is not None)
+    mine = wait_until(lambda: [e for e in api.list(k.EVENT)  # every namespace
+                               if e["involvedObject"]["name"] == "evented"] or None, what="the Event")
+    assert len(mine) == 1, mine  # MetadataValid and Ready changed in one reconcile: one Event
+    assert mine[0]["reason"] == "Published" and mine[0]["type"] == "Normal"
+    assert "MetadataValid=True" in mine[0]["message"] and "Ready=True" in mine[0]["message"]
+    # an event-driven controller: no finalizer to remove on delete, no kopf state annotations
+    assert not module["metadata"].get("finalizers")
+    assert not [a for a in module["metadata"].get("annotations") or {} if "deep-hybrid-datacloud.eu" in a]
