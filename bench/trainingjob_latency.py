@@ -2,7 +2,9 @@
 
     python bench/trainingjob_latency.py [--samples 200] [--burst 1000]
 
-Against the API server emulator of tests/harness with the real operator in-process:
+Against the API server emulator of tests/harness, in a process of its own (as a cluster's API
+server is: the operator and the client never share an interpreter lock with it; --in-process
+runs it in a thread of this process instead), with the real operator in this process:
 
 - latency: TrainingJob created -> its Job created and its status written (seen on a watch),
   one at a time; floor: the same Job objects created directly through the API, one at a time;
@@ -18,13 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import statistics
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +46,7 @@ from deep_platform.config import OperatorConfig  # noqa: E402
 from deep_platform.controllers import runtime  # noqa: E402
 from deep_platform.controllers.trainingjob import resync_all  # noqa: E402
 from deep_platform.operator import run  # noqa: E402
-from tests.harness.apiserver import ApiServer  # noqa: E402
+from tests.harness.apiserver import ApiCall, ApiServer  # noqa: E402
 
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 NS = "default"
@@ -94,6 +100,45 @@ class StatusWatch:
                 self.cond.wait(left)
 
 
+class Server:
+    """The emulator's URL and its request log, wherever it runs."""
+
+    def __init__(self, url: str, conn: Connection | None = None, local: ApiServer | None = None) -> None:
+        self.url, self.conn, self.local = url, conn, local
+
+    def calls(self, start: int = 0) -> list[ApiCall]:
+        if self.local is not None:
+            return list(self.local.requests_log[start:])
+        assert self.conn is not None
+        self.conn.send(start)
+        return [ApiCall(*c) for c in self.conn.recv()]
+
+
+def _serve(conn: Connection) -> None:
+    with ApiServer.running() as api:
+        api.load_crds(ROOT / "crds")
+        conn.send(api.url)
+        while (start := conn.recv()) != "stop":
+            conn.send([tuple(c) for c in api.requests_log[start:]])
+
+
+@contextlib.contextmanager
+def api_server(in_process: bool) -> Iterator[Server]:
+    if in_process:
+        with ApiServer.running() as api:
+            api.load_crds(ROOT / "crds")
+            yield Server(api.url, local=api)
+        return
+    parent, child = multiprocessing.Pipe()
+    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
+    proc.start()
+    try:
+        yield Server(parent.recv(), conn=parent)
+    finally:
+        parent.send("stop")
+        proc.join(30)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -103,9 +148,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the emulator in a thread of this process (shares the GIL)")
     options = parser.parse_args()
-    with ApiServer.running() as api:
-        api.load_crds(ROOT / "crds")
+    with api_server(options.in_process) as api:
         client = k.Kube(Configuration(host=api.url), component="bench")
         operator_api = k.Kube(Configuration(host=api.url))
         stop, ready = threading.Event(), threading.Event()
@@ -137,24 +183,24 @@ def main() -> int:
         list(pool.map(lambda i: client.create(job_body(f"bfloor-{i}")), range(options.burst)))
         burst_floor = time.perf_counter() - started
         names = [f"burst-{i}" for i in range(options.burst)]
-        burst_from = len(api.requests_log)
+        burst_from = len(api.calls())
         started = time.perf_counter()
         list(pool.map(lambda n: client.create(tj_body(n)), names))
         watch.wait(names)
         burst = max(watch.seen[n] for n in names) - started
-        burst_calls = [c for c in api.requests_log[burst_from:] if c.verb != "watch"]
+        burst_calls = [c for c in api.calls(burst_from) if c.verb != "watch"]
 
         # a resync with nothing changed: every TrainingJob reconciled once more, once all is quiet
-        quiet = len(api.requests_log)
+        quiet = len(api.calls())
         while True:
             time.sleep(1.0)
-            if len(api.requests_log) == quiet:
+            fresh = len(api.calls(quiet))
+            if not fresh:
                 break
-            quiet = len(api.requests_log)
-        before = len(api.requests_log)
+            quiet += fresh
         all_names = [f"lat-{i}" for i in range(options.samples)] + names
         resync_all(runtime.current())  # what the operator does every DEEP_RESYNC_SECONDS
-        calls = api.requests_log[before:]
+        calls = api.calls(quiet)
         writes = [c for c in calls if c.verb in WRITES]
         stop.set()
         thread.join(30)
