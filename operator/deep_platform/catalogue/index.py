@@ -102,9 +102,9 @@ class IndexWriter:
     every `resync_seconds` calls `resync` (the controller re-reconciles every Module: the
     Module controller watches events only, so this is its periodic drift repair)."""
 
-    def __init__(self, kube: Kube, namespace: str, debounce: float = 0.05,
+    def __init__(self, kube: Kube, namespace: str, debounce: float = 0.1,
                  resync: Callable[[], None] | None = None, resync_seconds: float = 300.0,
-                 max_delay: float = 1.0) -> None:
+                 max_delay: float = 2.0) -> None:
         self.kube, self.namespace, self.debounce, self.max_delay = kube, namespace, debounce, max_delay
         self.resync, self.resync_seconds = resync, resync_seconds
         #: the index items from memory (the controller's kopf index of Modules, complete before

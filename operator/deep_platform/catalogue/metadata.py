@@ -12,6 +12,7 @@ import json
 import pathlib
 import re
 import tempfile
+import threading
 from typing import Any
 
 import jsonschema
@@ -35,9 +36,19 @@ class MetadataFileError(Exception):
         super().__init__(f"{self.path}: " + "; ".join(problems))
 
 
+_validator_lock = threading.Lock()
+
+
 @functools.cache
-def _validator(version: str) -> Any:
+def _compiled(version: str) -> Any:
     return ai4.get_validator_for_schema(ai4.get_schema(ai4.MetadataVersions(version)))
+
+
+def _validator(version: str) -> Any:
+    """Compiled once per version: without the lock, a burst of reconciles on many threads
+    compiles it once per thread (a third of a second each)."""
+    with _validator_lock:
+        return _compiled(version)
 
 
 def plain_json(value: Any) -> Any:
