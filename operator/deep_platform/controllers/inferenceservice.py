@@ -14,10 +14,12 @@ import kopf
 from ..api import GROUP, VERSION, InferenceService, Module
 from ..api.inferenceservice import InferenceServiceStatus
 from ..builders import pod as podparts
-from ..builders.inferenceservice import VERSION_ANNOTATION, build_all, serving_image
+from ..builders.inferenceservice import VERSION_ANNOTATION, build_all, serving_image, serving_resources
 from ..conditions import set_condition
+from ..gpu.inventory import read_inventories_or_none
 from ..kube import DEPLOYMENT, POD, kind_of
 from ..metrics import instrumented
+from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
 from . import runtime
 from .reconciler import announce_transitions, invalid_spec_status, parse, plain, write_status
@@ -140,13 +142,21 @@ def serving_conditions(
     elif ready > 0:
         set_condition(status, "Ready", True, "Serving", f"{ready}/{replicas} replicas ready", generation)
     elif at_zero:
-        set_condition(
-            status, "Ready", True, "ScaledToZero", "the first request starts a replica", generation
-        )
+        set_condition(status, "Ready", True, "ScaledToZero", "the first request starts a replica", generation)
     else:
         set_condition(
             status, "Ready", False, "Starting", f"waiting for a ready replica (0/{replicas})", generation
         )
+
+
+def serving_gpu_problem(rt: runtime.Runtime, isvc: InferenceService, module: Module | None) -> str | None:
+    """Why no node can run the service's GPU request (listing what exists), as for TrainingJobs;
+    nodes and inventories are read only for services that ask for a GPU."""
+    resources = serving_resources(isvc, module)
+    if resources is None or resources.gpu is None or not resources.gpu.count:
+        return None
+    inventories = read_inventories_or_none(rt.kube, rt.config.platform_namespace)
+    return gpu_problem(resources.gpu, read_nodes(rt.kube), inventories)
 
 
 @instrumented("inferenceservice")
@@ -179,6 +189,9 @@ def reconcile_inferenceservice(
             )
         elif (storage_issue := storage_problem(isvc)) is not None:
             set_condition(status, "Ready", False, storage_issue[0], storage_issue[1], generation)
+        elif (gpu_issue := serving_gpu_problem(rt, isvc, module)) is not None:
+            # no Deployment for a GPU no node has: the activator answers 503 with this message
+            set_condition(status, "Ready", False, "Unschedulable", gpu_issue, generation)
         else:
             namespace = isvc.namespace
             if apply_children:
