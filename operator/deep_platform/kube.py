@@ -61,6 +61,8 @@ DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments")
 ENDPOINTSLICE = Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
 LEASE = Kind("coordination.k8s.io/v1", "Lease", "leases")
 CRD = Kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False)
+PERSISTENTVOLUME = Kind("v1", "PersistentVolume", "persistentvolumes", namespaced=False)
+PERSISTENTVOLUMECLAIM = Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims")
 
 BUILTIN_KINDS = {
     k.kind: k
@@ -77,6 +79,8 @@ BUILTIN_KINDS = {
         ENDPOINTSLICE,
         LEASE,
         CRD,
+        PERSISTENTVOLUME,
+        PERSISTENTVOLUMECLAIM,
     )
 }
 

@@ -4,10 +4,17 @@ driver gets its PersistentVolume and claim, and the PV goes with the service."""
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from deep_platform import kube as k
 from deep_platform.api import InferenceService
+from deep_platform.builders import storage
+from deep_platform.controllers import storage_volumes
 from tests.harness.operator_fixtures import wait_until
 from tests.integration.test_trainingjob import NS, condition, example, module
 
@@ -57,3 +64,86 @@ def test_gpu_product_no_node_has_blocks_then_spec_fixed(apiserver: Any, operator
         10,
         what="Unschedulable cleared",
     )
+
+
+def mount_storage() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "models",
+            "url": "https://cloud.example.org/remote.php/dav/files/alice",
+            "secretRef": {"name": "nextcloud"},
+            "remotePath": "/models",
+            "mountPath": "/srv/models",
+            "mode": "mount",
+            "readOnly": True,
+        }
+    ]
+
+
+@pytest.fixture
+def csi_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("DEEP_RCLONE_CSI_DRIVER", "csi-rclone")
+    storage.site_settings.cache_clear()
+    yield "csi-rclone"
+    monkeypatch.delenv("DEEP_RCLONE_CSI_DRIVER")
+    storage.site_settings.cache_clear()
+
+
+def test_mount_with_csi_driver_applies_volume_and_claim_and_removes_them(
+    apiserver: Any, csi_driver: str, operator: Any
+) -> None:
+    body = example("inferenceservice.yaml")
+    body["spec"]["storage"] = mount_storage()
+    name = body["metadata"]["name"]
+    operator.kube.create(module())
+    isvc = operator.kube.create(body)
+
+    deployment = wait_until(lambda: apiserver.get("deployments", NS, name), 10, what="deployment")
+    claim_name = f"{name}-storage-models"
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    claims = [v.get("persistentVolumeClaim") for v in volumes]
+    assert {"claimName": claim_name, "readOnly": True} in claims, volumes
+    claim = apiserver.get("persistentvolumeclaims", NS, claim_name)
+    assert claim["metadata"]["ownerReferences"][0]["uid"] == isvc["metadata"]["uid"]
+    pv_name = claim["spec"]["volumeName"]
+    pv = apiserver.get("persistentvolumes", None, pv_name)
+    assert pv["spec"]["csi"]["driver"] == csi_driver
+    assert pv["spec"]["claimRef"] == {"namespace": NS, "name": claim_name}
+    assert pv["metadata"]["labels"]["deep-hybrid-datacloud.eu/namespace"] == NS
+
+    # a mount the spec no longer has goes; the service keeps running with the rest
+    operator.kube.patch(ISVC, name, NS, {"spec": {"storage": []}})
+    wait_until(lambda: apiserver.get("persistentvolumes", None, pv_name) is None, 10, what="PV pruned")
+    wait_until(
+        lambda: apiserver.get("persistentvolumeclaims", NS, claim_name) is None, 10, what="claim pruned"
+    )
+
+    operator.kube.patch(ISVC, name, NS, {"spec": {"storage": mount_storage()}})
+    wait_until(lambda: apiserver.get("persistentvolumes", None, pv_name), 10, what="PV again")
+    operator.kube.delete(ISVC, name, NS)
+    wait_until(lambda: apiserver.get("persistentvolumes", None, pv_name) is None, 10, what="PV deleted")
+    wait_until(lambda: apiserver.get("persistentvolumeclaims", NS, claim_name) is None, 10, what="claim GC")
+
+
+def test_sweep_deletes_only_volumes_whose_claim_is_gone(
+    apiserver: Any, csi_driver: str, operator: Any
+) -> None:
+    body = example("inferenceservice.yaml")
+    body["spec"]["storage"] = mount_storage()
+    name = body["metadata"]["name"]
+    operator.kube.create(module())
+    operator.kube.create(body)
+    claim_name = f"{name}-storage-models"
+    claim = wait_until(lambda: apiserver.get("persistentvolumeclaims", NS, claim_name), 10, what="claim")
+    live_pv = claim["spec"]["volumeName"]
+    # a PV left behind by a service deleted while the operator was down
+    orphan = copy.deepcopy(apiserver.get("persistentvolumes", None, live_pv))
+    orphan["metadata"] = {"name": "deep-default-gone-models", "labels": orphan["metadata"]["labels"]}
+    orphan["spec"]["claimRef"] = {"namespace": NS, "name": "gone-storage-models"}
+    apiserver.create(orphan)
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=storage_volumes.ORPHAN_GRACE_SECONDS + 1)
+    assert storage_volumes.sweep_orphaned_volumes(operator.kube) == 0  # too young to judge
+    assert storage_volumes.sweep_orphaned_volumes(operator.kube, later) == 1
+    assert apiserver.get("persistentvolumes", None, "deep-default-gone-models") is None
+    assert apiserver.get("persistentvolumes", None, live_pv) is not None

@@ -85,6 +85,10 @@ COPY_OUT_SCRIPT = (
 FUSE_SCRIPT = _OBSCURE + 'src=$1; dst=$2; shift 2; exec rclone --config "" mount "$src" "$dst" "$@"'
 
 
+#: on the PV and claim of mode `mount`: the owner's namespace (its kind and name are in pod.labels)
+LABEL_NAMESPACE = "deep-hybrid-datacloud.eu/namespace"
+
+
 class StorageUnavailable(ValueError):
     """A storage mount that this site cannot provide; the message names the field and the fix."""
 
@@ -270,7 +274,8 @@ def csi_objects(
     deletes it by its labels when the owner goes. The driver reads the credentials itself from
     the user's Secret (nodePublishSecretRef); the operator never does.
     """
-    labels = pod.labels(owner, "storage", None)
+    # the namespace too: the cluster-scoped PV is found (and deleted) by these labels alone
+    labels = {**pod.labels(owner, "storage", None), LABEL_NAMESPACE: owner.namespace}
     access = "ReadOnlyMany" if mount.read_only else "ReadWriteMany"
     pvc = claim_name(owner, mount)
     attributes = {

@@ -15,13 +15,14 @@ from ..api import GROUP, VERSION, InferenceService, Module
 from ..api.inferenceservice import InferenceServiceStatus
 from ..builders import pod as podparts
 from ..builders.inferenceservice import VERSION_ANNOTATION, build_all, serving_image, serving_resources
+from ..builders.storage import site_settings as storage_site_settings
 from ..conditions import set_condition
 from ..gpu.inventory import read_inventories_or_none
 from ..kube import DEPLOYMENT, POD, kind_of
 from ..metrics import instrumented
 from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
-from . import runtime
+from . import runtime, storage_volumes
 from .reconciler import announce_transitions, invalid_spec_status, parse, plain, write_status
 from .settings import RESYNC_SECONDS
 
@@ -42,6 +43,21 @@ FAILURE_REASONS: dict[str, int] = {
     "OOMKilled": 502,
     "Unschedulable": 503,
 }
+#: StorageReady / Ready reasons that need the user (storage_check.py): Events of type Warning
+STORAGE_FAILURE_REASONS = frozenset(
+    {
+        "StorageUnavailable",
+        "SecretNotFound",
+        "SecretKeyNotFound",
+        "ContainerConfigError",
+        "EmptyPassword",
+        "Unauthorized",
+        "Forbidden",
+        "ServerUnreachable",
+        "RemotePathNotFound",
+        "CopyFailed",
+    }
+)
 
 
 @kopf.on.resume(GROUP, VERSION, "inferenceservices")
@@ -49,7 +65,10 @@ FAILURE_REASONS: dict[str, int] = {
 @kopf.on.update(GROUP, VERSION, "inferenceservices")
 @kopf.timer(GROUP, VERSION, "inferenceservices", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 def inferenceservice_changed(body: kopf.Body, **_: Any) -> None:
-    reconcile_inferenceservice(runtime.current(), plain(body))
+    rt = runtime.current()
+    reconcile_inferenceservice(rt, plain(body))
+    if storage_site_settings().rclone_csi_driver:
+        storage_volumes.sweep_now_and_then(rt.kube)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
@@ -195,6 +214,7 @@ def reconcile_inferenceservice(
         else:
             namespace = isvc.namespace
             if apply_children:
+                storage_volumes.apply_storage_volumes(rt.kube, isvc)
                 for child in build_all(isvc, module):
                     rt.kube.apply(child)
             deployment = rt.kube.get(DEPLOYMENT, isvc.name, namespace)
@@ -217,5 +237,7 @@ def reconcile_inferenceservice(
             body,
             before,
             status,
-            warning_reasons=lambda reason: reason in {"ModuleNotFound", "InvalidSpec", *FAILURE_REASONS},
+            warning_reasons=lambda reason: (
+                reason in {"ModuleNotFound", "InvalidSpec", *FAILURE_REASONS, *STORAGE_FAILURE_REASONS}
+            ),
         )
