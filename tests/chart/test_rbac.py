@@ -1,12 +1,14 @@
-"""The chart's RBAC is exactly what the components use: every API call the operator and the
-activator made in this session's integration tests (the emulator records them with their
-User-Agent, see tests/harness/rbac_log.py) is allowed by the chart's roles, and every grant of
-those roles was used by some call. This test runs after all others (it needs their calls).
+"""The chart's RBAC is exactly what the components use: every API call the operator, the
+activator, the web app (catalogue and dashboard) and the GPU agent made in this session's tests
+(the emulator records them with their User-Agent, see tests/harness/rbac_log.py) is allowed by
+the chart's roles, and every grant of those roles was used by some call. These tests run after
+all others (they need their calls): `pytest tests/integration tests/unit tests/chart`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +17,30 @@ from tests.chart import chart
 from tests.harness.apiserver import ApiCall
 from tests.harness.rbac_log import TESTS, session_calls
 
-#: components whose calls the integration tests exercise, and so whose roles are checked both ways
-CHECKED = ("operator", "activator")
+#: every component's calls are recorded (each builds its client with its name, as its CLI does)
+CHECKED = ("operator", "activator", "web", "gpu-agent")
+#: the options whose code paths need more grants, all on: storage mode `mount` (PVs and claims,
+#: only with a CSI driver) and the GPU agent's pod mapping (it lists pods)
+EVERY_PATH_VALUES = "storage:\n  csiDriver: csi-rclone\ngpuAgent:\n  podMapping: true\n"
+OPERATOR_SOURCES = TESTS.parent / "operator" / "deep_platform"
+#: cluster-scoped resources: Roles cannot grant them
+CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "nodes", "modules", "persistentvolumes"}
+
+
+@dataclass(frozen=True)
+class Unexercised:
+    """A call the code makes on a path no test reaches, granted all the same. `code` must still
+    be in `source` (the test fails when the line is gone), and no test may make the call (the
+    entry fails as superfluous then: exercised calls need no allowlist)."""
+
+    component: str
+    call: ApiCall
+    source: str  # relative to operator/deep_platform
+    code: str
+    why: str
+
+
+ALLOWLIST: tuple[Unexercised, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,29 +87,56 @@ def describe(call: ApiCall) -> str:
     return f"{call.verb} {call.group or 'core'}/{resource} ({where})"
 
 
-@pytest.mark.rbac_after_all  # rbac_log.RUN_LAST: ordered last
-def test_chart_rbac_is_exactly_what_the_integration_tests_use() -> None:
+def recorded_calls() -> dict[str, dict[ApiCall, str]]:
+    """component -> call -> the first test that made it (or the allowlist entry's code line)."""
     log = session_calls()
     integration = sorted((TESTS / "integration").glob("test_*.py"))
     missing = [p.name for p in integration if p.resolve() not in log.files]
     if missing or not log.calls:
         pytest.fail(
-            "the RBAC test compares the chart's roles with the API calls of the integration tests of the "
-            f"same session; run it together with them: `pytest tests/integration {__file__}` "
+            "the RBAC tests compare the chart's roles with the API calls of the other tests of the same "
+            f"session; run them together: `pytest tests/integration tests/unit {__file__}` "
             f"(not collected now: {', '.join(missing) or 'none'}; calls recorded: {len(log.calls)})"
         )
-    objs = chart.objects(chart.render(4))
-    problems: list[str] = []
+    calls: dict[str, dict[ApiCall, str]] = {c: {} for c in CHECKED}
+    for (who, call), test in log.calls.items():
+        calls.setdefault(who, {})[call] = test
+    return calls
+
+
+def with_allowlist(calls: dict[str, dict[ApiCall, str]]) -> tuple[dict[str, dict[ApiCall, str]], list[str]]:
+    problems = []
+    merged = {who: dict(made) for who, made in calls.items()}
+    for entry in ALLOWLIST:
+        source = OPERATOR_SOURCES / entry.source
+        if entry.code not in source.read_text():
+            problems.append(f"allowlist: {entry.source} no longer contains {entry.code!r}: drop the entry "
+                            "(and its grant, if nothing else needs it)")
+        if entry.call in calls.get(entry.component, {}):
+            problems.append(f"allowlist: {entry.component} {describe(entry.call)} is made by "
+                            f"{calls[entry.component][entry.call]}: drop the entry")
+        merged.setdefault(entry.component, {})[entry.call] = f"{entry.source}: {entry.code}"
+    return merged, problems
+
+
+@pytest.mark.rbac_after_all  # rbac_log.RUN_LAST: ordered last
+def test_chart_rbac_is_exactly_what_the_components_use(tmp_path: Path) -> None:
+    calls, problems = with_allowlist(recorded_calls())
+    unknown = set(calls) - set(CHECKED)
+    assert not unknown, f"calls of components the RBAC test does not know: {unknown}; add them to CHECKED"
+    values = tmp_path / "every-path-values.yaml"
+    values.write_text(EVERY_PATH_VALUES)
+    objs = chart.objects(chart.render(4, values))
     for component in CHECKED:
         account = f"{chart.RELEASE}-{component}"
         grants = grants_of(objs, account, chart.NAMESPACE)
-        calls = {call: test for (who, call), test in log.calls.items() if who == component}
-        assert calls, f"no API call of the {component} was recorded: are its clients named (User-Agent)?"
-        for call, test in sorted(calls.items()):
+        made = calls[component]
+        assert made, f"no API call of the {component} was recorded: are its clients named (User-Agent)?"
+        for call, test in sorted(made.items()):
             if not any(g.allows(call) for g in grants):
                 problems.append(f"{component}: {describe(call)} is forbidden by the chart (made in {test})")
         for grant in sorted(set(grants), key=str):
-            users = [c for c in calls if grant.allows(c)]
+            users = [c for c in made if grant.allows(c)]
             if not users:
                 where = grant.namespace or "the whole cluster"
                 problems.append(f"{component}: {grant.source} grants {grant.verb} {grant.group or 'core'}/"
@@ -93,4 +144,35 @@ def test_chart_rbac_is_exactly_what_the_integration_tests_use() -> None:
             elif grant.namespace == "" and all(c.namespace == chart.NAMESPACE for c in users):
                 problems.append(f"{component}: {grant.source} grants {grant.verb} {grant.resource} "
                                 f"cluster-wide, but it is used only in {chart.NAMESPACE}: make it a Role")
+    assert not problems, "\n".join(problems)
+
+
+#: with watchNamespaces, Events about cluster-scoped Modules still go to "default" (events.py)
+MODULE_EVENTS = ApiCall("create", "", "events", "", "default")
+
+
+@pytest.mark.rbac_after_all
+def test_with_watched_namespaces_every_call_is_allowed_there(tmp_path: Path) -> None:
+    """The tests run the components cluster-wide; with `watchNamespaces` the same calls happen in
+    the watched namespaces instead: each must be allowed by the Roles there."""
+    calls, _ = with_allowlist(recorded_calls())
+    values = tmp_path / "watched-values.yaml"
+    watched = ["team-a", "team-b"]
+    values.write_text(EVERY_PATH_VALUES + f"watchNamespaces: [{', '.join(watched)}]\n")
+    objs = chart.objects(chart.render(4, values))
+    problems = []
+    for component in CHECKED:
+        grants = grants_of(objs, f"{chart.RELEASE}-{component}", chart.NAMESPACE)
+        relocated: set[ApiCall] = {MODULE_EVENTS} if component == "operator" else set()
+        for call in calls[component]:
+            # the GPU agent lists its node's pods in every namespace whatever is watched
+            if component == "gpu-agent" or call.resource in CLUSTER_SCOPED or call.namespace == chart.NAMESPACE:
+                relocated.add(call)
+            else:  # across all namespaces, or in a user's namespace: in each watched one
+                relocated |= {call._replace(namespace=ns) for ns in watched}
+        for call in sorted(relocated):
+            if not any(g.allows(call) for g in grants):
+                problems.append(f"{component}: {describe(call)} is forbidden with watchNamespaces")
+            elif any(g.namespace == "" and g.allows(call) for g in grants) and call.namespace:
+                problems.append(f"{component}: {describe(call)} is granted cluster-wide with watchNamespaces")
     assert not problems, "\n".join(problems)

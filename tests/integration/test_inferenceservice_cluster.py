@@ -15,7 +15,7 @@ from deep_platform import kube as k
 from deep_platform.api import InferenceService
 from deep_platform.builders import storage
 from deep_platform.controllers import storage_volumes
-from tests.harness.operator_fixtures import wait_until
+from tests.harness.operator_fixtures import kube_for, wait_until
 from tests.integration.test_trainingjob import NS, condition, example, module
 
 ISVC = k.kind_of(InferenceService)
@@ -142,8 +142,9 @@ def test_sweep_deletes_only_volumes_whose_claim_is_gone(
     orphan["spec"]["claimRef"] = {"namespace": NS, "name": "gone-storage-models"}
     apiserver.create(orphan)
 
+    as_operator = kube_for(apiserver.url, component="operator")  # the operator's RBAC covers it
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=storage_volumes.ORPHAN_GRACE_SECONDS + 1)
-    assert storage_volumes.sweep_orphaned_volumes(operator.kube) == 0  # too young to judge
-    assert storage_volumes.sweep_orphaned_volumes(operator.kube, later) == 1
+    assert storage_volumes.sweep_orphaned_volumes(as_operator) == 0  # too young to judge
+    assert storage_volumes.sweep_orphaned_volumes(as_operator, later) == 1
     assert apiserver.get("persistentvolumes", None, "deep-default-gone-models") is None
     assert apiserver.get("persistentvolumes", None, live_pv) is not None
