@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from deep_platform import kube as k
-from deep_platform.api import InferenceService
+from deep_platform.api import InferenceService, TrainingJob
 from deep_platform.builders import storage
 from deep_platform.controllers import storage_volumes
 from tests.harness.operator_fixtures import kube_for, wait_until
@@ -148,3 +148,24 @@ def test_sweep_deletes_only_volumes_whose_claim_is_gone(
     assert storage_volumes.sweep_orphaned_volumes(as_operator, later) == 1
     assert apiserver.get("persistentvolumes", None, "deep-default-gone-models") is None
     assert apiserver.get("persistentvolumes", None, live_pv) is not None
+
+
+def test_training_mount_gets_volume_and_claim_before_the_job_and_pv_goes_with_it(
+    apiserver: Any, csi_driver: str, operator: Any
+) -> None:
+    body = example("trainingjob.yaml")
+    body["spec"]["storage"] = mount_storage()
+    name = body["metadata"]["name"]
+    operator.kube.create(module())
+    operator.kube.create(body)
+    job = wait_until(lambda: apiserver.get("jobs", NS, name), 10, what="training Job")
+    claim_name = f"{name}-storage-models"
+    claim = apiserver.get("persistentvolumeclaims", NS, claim_name)
+    assert claim is not None, "the claim must exist when the Job's pod asks for it"
+    claims = [v.get("persistentVolumeClaim", {}).get("claimName")
+              for v in job["spec"]["template"]["spec"]["volumes"]]
+    assert claim_name in claims
+    pv_name = claim["spec"]["volumeName"]
+    assert apiserver.get("persistentvolumes", None, pv_name)["spec"]["csi"]["driver"] == csi_driver
+    operator.kube.delete(k.kind_of(TrainingJob), name, NS)
+    wait_until(lambda: apiserver.get("persistentvolumes", None, pv_name) is None, 10, what="PV deleted")

@@ -3,7 +3,7 @@
 builders/storage.py renders them; a controller calls `apply_storage_volumes(kube, owner)` before
 it applies the pod's owner. The claim is owned by the object (garbage collection removes it).
 The PV is cluster-scoped, so it cannot be: it carries the owner's kind, name and namespace as
-labels and is deleted by them (the `on.delete` handler here, no finalizer), and the periodic
+labels and is deleted by them (on the owner's DELETED watch event here, no finalizer), and the periodic
 sweep deletes PVs whose claim is gone (a deletion the operator missed while it was down). Not
 reclaimPolicy Delete: for a statically made PV that either fails (no provisioner) or, with a
 driver that implements DeleteVolume, could delete the user's remote folder (docs/storage.md).
@@ -101,8 +101,16 @@ def sweep_now_and_then(kube: Kube) -> None:
         log.warning("sweeping orphaned storage PersistentVolumes: %s", exc)
 
 
-@kopf.on.delete(GROUP, VERSION, "inferenceservices", optional=True)
-def inferenceservice_deleted(body: kopf.Body, **_: Any) -> None:
+def _deleted(type: str, **_: Any) -> bool:  # `type` is kopf's keyword
+    return type == "DELETED"
+
+
+# the watch's DELETED event, not kopf.on.delete: that needs a finalizer (or kopf's own reasons to
+# keep one) to ever fire, and the TrainingJob controller deliberately leaves none
+@kopf.on.event(GROUP, VERSION, "inferenceservices", when=_deleted)
+@kopf.on.event(GROUP, VERSION, "trainingjobs", when=_deleted)
+def storage_owner_deleted(body: kopf.Body, **_: Any) -> None:
     if site_settings().rclone_csi_driver:
         meta = body.get("metadata") or {}
-        delete_storage_volumes(runtime.current().kube, "inferenceservice", meta["namespace"], meta["name"])
+        kind = str(body.get("kind", "")).lower()
+        delete_storage_volumes(runtime.current().kube, kind, meta["namespace"], meta["name"])

@@ -38,7 +38,7 @@ from ..gpu.inventory import read_inventories_or_none, running_gpu
 from ..metrics import instrumented
 from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
-from . import runtime
+from . import runtime, storage_volumes
 from .reconciler import parse, plain, write_status
 from .settings import RESYNC_SECONDS
 
@@ -378,6 +378,7 @@ def resync_all(rt: runtime.Runtime) -> None:
     for namespace in namespaces:
         for body in rt.kube.list(KIND, namespace):
             wake(rt, _key(body))
+    storage_volumes.sweep_now_and_then(rt.kube)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, when=_job_news)
@@ -550,6 +551,8 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
         desired = build_job(tj, module, job)
         wanted = desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
         live = ((job or {}).get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
+        if job is None or live != wanted:
+            storage_volumes.apply_storage_volumes(rt.kube, tj)  # claims before the pod needs them
         if job is None:
             try:
                 made = rt.kube.create(desired)  # cheaper than apply, and never adopts a stranger's Job
