@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from deep_platform.api import InferenceService
+from deep_platform.api import InferenceService, Module
 from deep_platform.builders.inferenceservice import (
     VERSION_ANNOTATION,
     build_all,
@@ -47,6 +47,20 @@ def test_deepaas_on_5000_with_readiness_on_models() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/"
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_module_model_is_served_unless_the_service_names_another() -> None:
+    module = Module.from_body({
+        "apiVersion": "deep-hybrid-datacloud.eu/v1alpha1", "kind": "Module",
+        "metadata": {"name": "plankton"},
+        "spec": {"image": "ai4oshub/plankton:1", "model": "planktonclas", "metadata": {"title": "P"}},
+    })
+    service = isvc(module="plankton", image=None)
+    env = build_deployment(service, module)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "DEEPAAS_V2_MODEL", "value": "planktonclas"} in env
+    own = isvc(module="plankton", env=[{"name": "DEEPAAS_V2_MODEL", "value": "other"}])
+    env = build_deployment(own, module)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e["value"] for e in env if e["name"] == "DEEPAAS_V2_MODEL"] == ["other"]
 
 
 def test_gpu_requests_as_for_training() -> None:

@@ -10,7 +10,6 @@ import pytest
 from deep_platform.api import Module, TrainingJob
 from deep_platform.builders.trainingjob import (
     KUEUE_QUEUE_LABEL,
-    MODEL_ANNOTATION,
     SPEC_HASH_ANNOTATION,
     build_job,
     hyperparameter_value,
@@ -210,8 +209,8 @@ def test_explicit_command_replaces_deepaas() -> None:
     )
 
 
-def test_module_model_annotation_selects_deepaas_model_unless_env_does() -> None:
-    mod = module(annotations={MODEL_ANNOTATION: "tinymodel"})
+def test_module_model_selects_deepaas_model_unless_env_does() -> None:
+    mod = module(model="tinymodel")
     env = pod_spec(build_job(trainingjob(), mod))["containers"][0]["env"]
     assert {"name": "DEEPAAS_V2_MODEL", "value": "tinymodel"} in env
     own = pod_spec(build_job(trainingjob(env=[{"name": "DEEPAAS_V2_MODEL", "value": "x"}]), mod))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from deep_platform.api import Module, TrainingJob
-from deep_platform.builders.trainingjob import MODEL_ANNOTATION, build_job
+from deep_platform.builders.trainingjob import build_job
 
 HYPERPARAMETERS = {
     "epochs": 2,
@@ -26,8 +26,8 @@ def test_rendered_command_passes_typed_hyperparameters(tmp_path: Path) -> None:
         {
             "apiVersion": "deep-hybrid-datacloud.eu/v1alpha1",
             "kind": "Module",
-            "metadata": {"name": "tiny", "annotations": {MODEL_ANNOTATION: "tinymodel"}},
-            "spec": {"image": "tiny:1", "metadata": {"title": "tiny"}},
+            "metadata": {"name": "tiny"},
+            "spec": {"image": "tiny:1", "model": "tinymodel", "metadata": {"title": "tiny"}},
         }
     )
     tj = TrainingJob.from_body(

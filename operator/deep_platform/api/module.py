@@ -36,6 +36,16 @@ class ModuleSpec(ApiModel):
             "Changing it rolls out to every InferenceService that uses the module."
         ),
     )
+    model: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        max_length=128,
+        description=(
+            "Name of the DEEPaaS model in the image (its entry point in the `deepaas.v2.model` "
+            "group), set as DEEPAAS_V2_MODEL for training and serving. Needed when the image "
+            "installs several models; deepaas picks the only one otherwise."
+        ),
+    )
     capabilities: Capabilities = Field(
         default_factory=Capabilities,
         description="Whether the module can be trained and served.",

@@ -59,7 +59,7 @@ def build_deployment(
         "command": ["deepaas-run"],
         "args": ["--listen-ip", "0.0.0.0", "--listen-port", str(DEEPAAS_PORT)],
         "ports": [{"name": "http", "containerPort": DEEPAAS_PORT, "protocol": "TCP"}],
-        "env": pod.env_list(isvc.spec.env),
+        "env": pod.deepaas_env(isvc.spec.env, module.spec.model if module is not None else None),
         "resources": pod.resource_requirements(resources),
         "readinessProbe": {
             "httpGet": {"path": READINESS_PATH, "port": "http"},

@@ -155,3 +155,15 @@ def shm_volume(resources: Resources | None) -> tuple[dict[str, Any], dict[str, A
     if limit:
         empty_dir["sizeLimit"] = limit
     return {"name": "dshm", "emptyDir": empty_dir}, {"name": "dshm", "mountPath": "/dev/shm"}  # noqa: S108
+
+
+DEEPAAS_MODEL_ENV = "DEEPAAS_V2_MODEL"
+
+
+def deepaas_env(env: list[EnvVar], model: str | None) -> list[dict[str, Any]]:
+    """The container's env, with DEEPAAS_V2_MODEL from the Module unless the user set it:
+    deepaas-run and deepaas-cli choose among several installed models only by that variable."""
+    result = env_list(env)
+    if model and not any(e["name"] == DEEPAAS_MODEL_ENV for e in result):
+        result.append({"name": DEEPAAS_MODEL_ENV, "value": model})
+    return result

@@ -15,9 +15,6 @@ CONTAINER_NAME = "train"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 #: Hash of the Job the operator last applied; equal hash -> nothing to apply (no API write).
 SPEC_HASH_ANNOTATION = "deep-hybrid-datacloud.eu/spec-hash"
-#: A Module annotation naming its DEEPaaS model (entry point of `deepaas.v2.model`), for images
-#: that install several models: deepaas-cli picks the model only from DEEPAAS_V2_MODEL.
-MODEL_ANNOTATION = "deep-hybrid-datacloud.eu/deepaas-model"
 #: Exit codes that fail the Job at once unless spec.nonRetryableExitCodes says otherwise.
 DEFAULT_NON_RETRYABLE = list(range(1, 128))
 TERMINATION_LOG = "/dev/termination-log"
@@ -80,11 +77,9 @@ def train_command(tj: TrainingJob) -> tuple[list[str], list[str]]:
 
 
 def training_env(tj: TrainingJob, module: Module | None) -> list[dict[str, Any]]:
-    env = pod.env_list(tj.spec.env)
-    model = module.metadata.annotations.get(MODEL_ANNOTATION) if module is not None else None
-    if model and tj.spec.command is None and not any(e["name"] == "DEEPAAS_V2_MODEL" for e in env):
-        env.append({"name": "DEEPAAS_V2_MODEL", "value": model})
-    return env
+    if tj.spec.command is not None:  # not a DEEPaaS run: the model variable means nothing
+        return pod.env_list(tj.spec.env)
+    return pod.deepaas_env(tj.spec.env, module.spec.model if module is not None else None)
 
 
 def pod_failure_policy(tj: TrainingJob) -> dict[str, Any]:
