@@ -26,19 +26,11 @@ def template_version(template: dict[str, Any]) -> str:
 
 
 def serving_image(isvc: InferenceService, module: Module | None) -> str:
-    if isvc.spec.image:
-        return isvc.spec.image
-    if module is None:
-        raise ValueError(f"InferenceService {isvc.name} names no image and its Module is unknown")
-    return module.spec.image
+    return pod.workload_image(isvc, module)
 
 
 def serving_resources(isvc: InferenceService, module: Module | None) -> Resources | None:
-    if isvc.spec.resources is not None:
-        return isvc.spec.resources
-    if module is not None and module.spec.resources is not None:
-        return module.spec.resources.inference
-    return None
+    return pod.workload_resources(isvc, module, "inference")
 
 
 def service_name(isvc: InferenceService) -> str:

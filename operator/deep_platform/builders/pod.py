@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ..api.base import CustomObject
 from ..api.common import EnvVar, Resources, Toleration
+from ..api.module import Module
 
 PART_OF = "deep-platform"
 LABEL_KIND = "deep-hybrid-datacloud.eu/kind"
@@ -16,6 +17,26 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
 #: the uid:gid the restricted profile runs module containers as, when the image names none
 DEFAULT_UID = 1000
+
+
+def workload_image(owner: Any, module: Module | None) -> str:
+    """The owner's own image (pinned), else its Module's."""
+    if owner.spec.image:
+        return str(owner.spec.image)
+    if module is None:
+        raise ValueError(f"{owner.crd.kind} {owner.name} names no image and its Module is unknown")
+    return module.spec.image
+
+
+def workload_resources(
+    owner: Any, module: Module | None, purpose: Literal["training", "inference"]
+) -> Resources | None:
+    """The owner's own resources, else the Module's defaults for this purpose."""
+    if owner.spec.resources is not None:
+        return owner.spec.resources
+    if module is not None and module.spec.resources is not None:
+        return getattr(module.spec.resources, purpose)
+    return None
 
 
 def labels(owner: CustomObject[Any, Any], component: str, module: str | None) -> dict[str, str]:

@@ -25,19 +25,11 @@ def job_name(tj: TrainingJob) -> str:
 
 
 def training_image(tj: TrainingJob, module: Module | None) -> str:
-    if tj.spec.image:
-        return tj.spec.image
-    if module is None:
-        raise ValueError(f"TrainingJob {tj.name} names no image and its Module is unknown")
-    return module.spec.image
+    return pod.workload_image(tj, module)
 
 
 def training_resources(tj: TrainingJob, module: Module | None) -> Resources | None:
-    if tj.spec.resources is not None:
-        return tj.spec.resources
-    if module is not None and module.spec.resources is not None:
-        return module.spec.resources.training
-    return None
+    return pod.workload_resources(tj, module, "training")
 
 
 def gpu_count(resources: Resources | None) -> int:
