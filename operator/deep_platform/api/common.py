@@ -41,6 +41,14 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
+#: a list whose items are merged by name (env, storage): server-side apply and CRD validation
+#: treat each entry as its own, and names must be unique
+LIST_MAP_BY_NAME: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["name"],
+}
+
+
 class ApiModel(BaseModel):
     """Base of every API type: camelCase aliases, unknown fields rejected, docs from descriptions."""
 

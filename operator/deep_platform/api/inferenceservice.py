@@ -8,7 +8,15 @@ from typing import ClassVar
 from pydantic import Field
 
 from .base import CrdInfo, CustomObject, SpecRule, Status
-from .common import DNS_SUBDOMAIN_PATTERN, ApiModel, EnvVar, Resources, StorageMount, Toleration
+from .common import (
+    DNS_SUBDOMAIN_PATTERN,
+    LIST_MAP_BY_NAME,
+    ApiModel,
+    EnvVar,
+    Resources,
+    StorageMount,
+    Toleration,
+)
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 
@@ -58,7 +66,7 @@ class InferenceServiceSpec(ApiModel):
     env: list[EnvVar] = Field(
         default_factory=list,
         description="Environment variables for the model container.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra=LIST_MAP_BY_NAME,
     )
     resources: Resources | None = Field(
         None, description="CPU, memory and GPUs per replica; defaults to the Module's."
@@ -66,7 +74,7 @@ class InferenceServiceSpec(ApiModel):
     storage: list[StorageMount] = Field(
         default_factory=list,
         description="WebDAV/NextCloud folders (model weights) copied into each replica.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra=LIST_MAP_BY_NAME,
     )
     scaling: Scaling = Field(
         default_factory=Scaling,

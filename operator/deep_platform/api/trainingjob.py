@@ -8,7 +8,15 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from .base import CrdInfo, CustomObject, SpecRule, Status
-from .common import DNS_SUBDOMAIN_PATTERN, ApiModel, EnvVar, Resources, StorageMount, Toleration
+from .common import (
+    DNS_SUBDOMAIN_PATTERN,
+    LIST_MAP_BY_NAME,
+    ApiModel,
+    EnvVar,
+    Resources,
+    StorageMount,
+    Toleration,
+)
 
 HYPERPARAMETER_VALUE_EXTRA: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
 
@@ -46,7 +54,7 @@ class TrainingJobSpec(ApiModel):
     env: list[EnvVar] = Field(
         default_factory=list,
         description="Environment variables for the training container.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra=LIST_MAP_BY_NAME,
     )
     resources: Resources | None = Field(
         None, description="CPU, memory, disk and GPUs; defaults to the Module's training resources."
@@ -54,7 +62,7 @@ class TrainingJobSpec(ApiModel):
     storage: list[StorageMount] = Field(
         default_factory=list,
         description="WebDAV/NextCloud folders with the data set, and where results go back.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra=LIST_MAP_BY_NAME,
     )
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Node labels the training pod must run on."
