@@ -19,18 +19,18 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from . import metrics
 from .cluster import Cluster, Failure, utcnow
+from .upstream import CHUNK, Pool, UpstreamProtocolError, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
 
 #: (namespace, name) -> base URL of the service's DEEPaaS API, without a trailing slash
 Resolver = Callable[[str, str], str]
-CHUNK = 64 * 1024
-#: hop-by-hop headers (RFC 9110 7.6.1) and those the client library sets itself
+#: hop-by-hop headers (RFC 9110 7.6.1) and Host, which the upstream client sets itself
 HOP_HEADERS = frozenset(
     h.lower()
     for h in (
@@ -45,6 +45,9 @@ HOP_HEADERS = frozenset(
         "Host",
     )
 )
+#: framing is redone on each hop; Expect: 100-continue is answered by our own server side
+REQUEST_DROPPED = HOP_HEADERS | {"content-length", "expect"}
+RESPONSE_DROPPED = HOP_HEADERS | {"content-length"}
 
 
 def cluster_resolver(namespace: str, name: str) -> str:
@@ -118,7 +121,7 @@ class Activator:
         self.settings = settings
         self.resolver = resolver
         self.services: dict[str, ServiceState] = {}
-        self.session: aiohttp.ClientSession | None = None
+        self.pool: Pool | None = None
         self.is_leader = False
 
     # --- app -----------------------------------------------------------------------------------
@@ -133,19 +136,15 @@ class Activator:
         return app
 
     async def _startup(self, _app: web.Application) -> None:
-        # no total timeout: predictions on big inputs may take minutes; connects must not
-        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10)
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=30)
-        self.session = aiohttp.ClientSession(
-            timeout=timeout, connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
-        )
+        # no read timeout: predictions on big inputs may take minutes; connects time out (10 s)
+        self.pool = Pool()
 
     async def _cleanup(self, _app: web.Application) -> None:
         for state in self.services.values():
             if state.wake is not None:
                 state.wake.cancel()
-        if self.session is not None:
-            await self.session.close()
+        if self.pool is not None:
+            self.pool.close()
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "leader": self.is_leader})
@@ -186,11 +185,13 @@ class Activator:
             body_started: list[bool] = []
             try:
                 return await self._forward(request, state, body_started)
-            except aiohttp.ClientConnectorError as exc:
+            except UpstreamUnreachable as exc:
                 # nothing listens (scaled to zero by another replica since): wake it, once
                 state.ready = False
                 if body_started or attempt:
                     return self._error(502, "UpstreamUnreachable", f"{state.key}: {exc}")
+            except UpstreamProtocolError as exc:
+                return self._error(502, "BadUpstreamResponse", f"{state.key}: {exc}")
         return self._error(502, "UpstreamUnreachable", state.key)
 
     async def _hold(self, state: ServiceState) -> web.StreamResponse | None:
@@ -262,44 +263,61 @@ class Activator:
     async def _forward(
         self, request: web.Request, state: ServiceState, body_started: list[bool]
     ) -> web.StreamResponse:
-        assert self.session is not None
+        assert self.pool is not None
         tail = request.match_info.get("tail", "")
-        url = f"{self.resolver(state.namespace, state.name)}/{tail}"
-        if request.query_string:
-            url += f"?{request.query_string}"
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        headers["X-Forwarded-Host"] = request.host
-        headers["X-Forwarded-Proto"] = request.scheme
-        headers["X-Forwarded-Prefix"] = f"/{state.namespace}/{state.name}"
+        target = f"/{tail}?{request.query_string}" if request.query_string else f"/{tail}"
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROPPED]
+        headers.append(("X-Forwarded-Host", request.host))
+        headers.append(("X-Forwarded-Proto", request.scheme))
+        headers.append(("X-Forwarded-Prefix", f"/{state.namespace}/{state.name}"))
         if request.remote:
-            headers["X-Forwarded-For"] = request.remote
+            headers.append(("X-Forwarded-For", request.remote))
+        length = request.content_length
+        body: bytes | AsyncIterator[bytes] | None = None
+        if not request.body_exists:
+            pass
+        elif length is not None and length <= CHUNK:
+            body = await request.read()  # small: in the same send as the head (and replayable)
+        else:
 
-        async def body() -> AsyncIterator[bytes]:
-            async for chunk in request.content.iter_chunked(CHUNK):
-                body_started.append(True)
-                yield chunk
+            async def chunks() -> AsyncIterator[bytes]:
+                async for chunk in request.content.iter_chunked(CHUNK):
+                    body_started.append(True)
+                    yield chunk
+
+            body = chunks()
 
         state.in_flight += 1
         gauge = state.in_flight_gauge
         gauge.inc()
+        upstream = None
         try:
-            async with self.session.request(
-                request.method,
-                url,
-                headers=headers,
-                data=body() if request.body_exists else None,
-                allow_redirects=False,
-            ) as upstream:
-                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-                for key, value in upstream.headers.items():
-                    if key.lower() not in HOP_HEADERS:
-                        response.headers.add(key, value)
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
-                return response
+            upstream = await self.pool.request(
+                request.method, self.resolver(state.namespace, state.name), target, headers, body, length
+            )
+            out = CIMultiDict((k, v) for k, v in upstream.headers if k.lower() not in RESPONSE_DROPPED)
+            if upstream.length is not None and upstream.length <= CHUNK:
+                # small answer: one send to the client, as web.Response sets Content-Length
+                if upstream.status in (204, 304) or request.method == "HEAD":
+                    out.extend((k, v) for k, v in upstream.headers if k.lower() == "content-length")
+                    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=out)
+                    await response.prepare(request)
+                    await upstream.read()
+                    await response.write_eof()
+                    return response
+                data = await upstream.read()
+                return web.Response(status=upstream.status, reason=upstream.reason, headers=out, body=data)
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=out)
+            if upstream.length is not None:
+                response.content_length = upstream.length
+            await response.prepare(request)
+            async for chunk in upstream.chunks():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
         finally:
+            if upstream is not None:
+                upstream.release()  # to the pool if read to the end, else closed
             state.in_flight -= 1
             gauge.dec()
             state.pending_request = time.time()  # a long request keeps the service busy to its end

@@ -179,14 +179,18 @@ class Scaler:
         """The paper's pre-warming: one request to the new version before it reports Ready."""
         key = f"{ns}/{name}"
         try:
-            session = self.activator.session
-            assert session is not None
-            url = f"{self.activator.resolver(ns, name)}{WARMUP_PATH}"
-            async with session.get(url) as response:
+            pool = self.activator.pool
+            assert pool is not None
+            response = await pool.request(
+                "GET", self.activator.resolver(ns, name), WARMUP_PATH, (), None, None
+            )
+            try:
                 await response.read()
-                if response.status >= 400:
-                    log.warning("warm-up of %s answered %d", key, response.status)
-                    return
+            finally:
+                response.release()
+            if response.status >= 400:
+                log.warning("warm-up of %s answered %d", key, response.status)
+                return
             await asyncio.to_thread(
                 self.cluster.record, ns, name, last_request=utcnow(), warmed_version=version
             )
