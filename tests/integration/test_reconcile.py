@@ -72,3 +72,28 @@ def test_missing_module_is_a_condition_not_a_crash(operator: Any) -> None:
     assert (ready["status"], ready["reason"]) == ("False", "ModuleNotFound")
     assert "not-there" in ready["message"]
     assert api.get(k.JOB, "plankton-retrain", "default") is None
+
+
+def test_no_kind_gets_a_finalizer_so_deletion_never_waits_for_the_operator(operator: Any) -> None:
+    api = operator.kube
+    api.create(example("module.yaml"))
+    api.create(example("trainingjob.yaml"))
+    api.create(example("inferenceservice.yaml"))
+    for kind, name, namespace in ((MODULES, "phyto-plankton-classification", None),
+                                  (TRAININGJOBS, "plankton-retrain", "default"),
+                                  (SERVICES, "plankton", "default")):
+        obj = operator.wait_for(kind, name, namespace, until=reconciled)
+        assert not obj["metadata"].get("finalizers"), f"{kind.kind} got {obj['metadata']['finalizers']}"
+
+
+def test_resync_repairs_a_child_deleted_behind_the_operators_back(operator: Any) -> None:
+    from deep_platform.controllers import inferenceservice, runtime
+
+    api = operator.kube
+    api.create(example("module.yaml"))
+    api.create(example("inferenceservice.yaml"))
+    operator.wait_for(SERVICES, "plankton", "default", until=reconciled)
+    api.delete(k.SERVICE, "plankton", "default")
+    assert api.get(k.SERVICE, "plankton", "default") is None
+    inferenceservice.resync_all(runtime.current())
+    assert api.get(k.SERVICE, "plankton", "default") is not None

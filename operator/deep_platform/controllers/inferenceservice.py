@@ -22,7 +22,7 @@ from ..kube import DEPLOYMENT, POD, kind_of
 from ..metrics import instrumented
 from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
-from . import runtime, storage_volumes
+from . import resync, runtime, storage_volumes
 from .reconciler import announce_transitions, invalid_spec_status, parse, plain, write_status
 from .settings import RESYNC_SECONDS
 
@@ -63,10 +63,17 @@ STORAGE_FAILURE_REASONS = frozenset(
 @kopf.on.resume(GROUP, VERSION, "inferenceservices")
 @kopf.on.create(GROUP, VERSION, "inferenceservices")
 @kopf.on.update(GROUP, VERSION, "inferenceservices")
-@kopf.timer(GROUP, VERSION, "inferenceservices", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 def inferenceservice_changed(body: kopf.Body, **_: Any) -> None:
-    rt = runtime.current()
-    reconcile_inferenceservice(rt, plain(body))
+    reconcile_inferenceservice(runtime.current(), plain(body))
+
+
+@resync.every(RESYNC_SECONDS, "inferenceservice")
+def resync_all(rt: runtime.Runtime) -> None:
+    """Reconcile every InferenceService once (nothing is written where nothing changed)."""
+    namespaces: list[str | None] = list(rt.config.namespaces) or [None]
+    for namespace in namespaces:
+        for body in rt.kube.list(KIND, namespace):
+            reconcile_inferenceservice(rt, body)
     if storage_site_settings().rclone_csi_driver:
         storage_volumes.sweep_now_and_then(rt.kube)
 

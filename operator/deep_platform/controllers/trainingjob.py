@@ -9,7 +9,6 @@ no state is kept between calls beyond caches that only save API calls.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import queue
@@ -38,7 +37,7 @@ from ..gpu.inventory import read_inventories_or_none, running_gpu
 from ..metrics import instrumented
 from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
-from . import runtime, storage_volumes
+from . import resync, runtime, storage_volumes
 from .reconciler import parse, plain, write_status
 from .settings import RESYNC_SECONDS
 
@@ -346,32 +345,7 @@ def trainingjob_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         reconcile_trainingjob(runtime.current(), obj)
 
 
-_resync_task: asyncio.Task[None] | None = None
-
-
-@kopf.on.startup()
-async def start_trainingjob_resync(**_: Any) -> None:
-    """One periodic list instead of a kopf timer per object: timers make kopf put a finalizer
-    on every TrainingJob (a write each), and a thousand timers cost a thousand tasks."""
-    global _resync_task
-    _resync_task = asyncio.get_running_loop().create_task(_resync_loop())
-
-
-@kopf.on.cleanup()
-async def stop_trainingjob_resync(**_: Any) -> None:
-    if _resync_task is not None:
-        _resync_task.cancel()
-
-
-async def _resync_loop() -> None:
-    while True:
-        await asyncio.sleep(RESYNC_SECONDS)
-        try:
-            await asyncio.to_thread(resync_all, runtime.current())
-        except Exception:  # the next round tries again
-            log.exception("TrainingJob resync failed")
-
-
+@resync.every(RESYNC_SECONDS, "trainingjob")
 def resync_all(rt: runtime.Runtime) -> None:
     """Reconcile every TrainingJob once (nothing is written where nothing changed)."""
     namespaces: list[str | None] = list(rt.config.namespaces) or [None]
