@@ -64,27 +64,30 @@ def run_backend(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, handler_cancellation=True)
 
 
-def run_activator(port: int, apiserver_url: str, backend_port: int) -> None:
+def run_activator(port: int, apiserver_url: str, backend_port: int, worker: int) -> None:
     from deep_platform.activator import Activator, Cluster, Scaler, Settings
-    from deep_platform.activator.proxy import serve
+    from deep_platform.activator.proxy import run_loop, serve
     from tests.harness.operator_fixtures import kube_for
 
     async def main() -> None:
-        settings = Settings(platform_namespace="deep-platform", identity="bench", tick=0.1)
+        # worker >= 0: one of several processes sharing the port, each with its own Lease, as
+        # `deep-platform activator --workers N` runs them
+        identity = "bench" if worker < 0 else f"bench-w{worker}"
+        settings = Settings(platform_namespace="deep-platform", identity=identity, tick=0.1)
         activator = Activator(
-            Cluster(kube_for(apiserver_url), "deep-platform", "bench"),
+            Cluster(kube_for(apiserver_url), "deep-platform", identity),
             settings,
             lambda _ns, _name: f"http://127.0.0.1:{backend_port}",
         )
-        await serve(activator, "127.0.0.1", port)
+        await serve(activator, "127.0.0.1", port, reuse_port=worker >= 0)
         print("ready", flush=True)
         await Scaler(activator).run()
 
-    asyncio.run(main())
+    run_loop(main(), uvloop=os.environ.get("BENCH_UVLOOP", "1") == "1")
 
 
 NGINX_CONF = """
-worker_processes 1;
+worker_processes {workers};
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
 events {{ worker_connections 4096; }}
@@ -229,14 +232,22 @@ async def cold_start_shares(api: Any, url: str, rounds: int) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="activator worker processes sharing the port, and nginx worker_processes (default 1)",
+    )
     parser.add_argument("--backend", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--activator", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--activator", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend:
         run_backend(args.backend)
         return 0
     if args.activator:
-        run_activator(int(args.activator[0]), args.activator[1], int(args.activator[2]))
+        run_activator(
+            int(args.activator[0]), args.activator[1], int(args.activator[2]), int(args.activator[3])
+        )
         return 0
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
@@ -257,16 +268,19 @@ def main() -> int:
             set_up_cluster(api)
             me = [sys.executable, str(Path(__file__).resolve())]
             processes.append(subprocess.Popen([*me, "--backend", str(backend_port)]))
-            processes.append(
-                subprocess.Popen(
-                    [*me, "--activator", str(activator_port), api.url, str(backend_port)],
-                    stdout=subprocess.DEVNULL,
-                    env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'operator'}"},
+            for worker in range(args.workers) if args.workers > 1 else [-1]:
+                processes.append(
+                    subprocess.Popen(
+                        [*me, "--activator", str(activator_port), api.url, str(backend_port), str(worker)],
+                        stdout=subprocess.DEVNULL,
+                        env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'operator'}"},
+                    )
                 )
-            )
             conf = Path(tmp) / "nginx.conf"
             conf.write_text(
-                NGINX_CONF.format(tmp=tmp, backend=backend_port, port=nginx_port, ns=NS, name=NAME)
+                NGINX_CONF.format(
+                    tmp=tmp, backend=backend_port, port=nginx_port, ns=NS, name=NAME, workers=args.workers
+                )
             )
             processes.append(
                 subprocess.Popen(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -57,15 +57,63 @@ def add_commands(subparsers: Any) -> None:
         default=float(os.environ.get("DEEP_SCALER_TICK", "1")),
         help="seconds between scaling decisions (default 1)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("DEEP_ACTIVATOR_WORKERS", "1")),
+        help="processes sharing the proxy port with SO_REUSEPORT, one per core to use (default 1); "
+        "worker i serves its own /metrics on metrics-port + i and holds its own Lease",
+    )
     parser.set_defaults(func=cmd_activator)
 
 
 def cmd_activator(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        print(f"error: --workers must be at least 1, not {args.workers}", file=sys.stderr)
+        return 2
+    if args.workers == 1:
+        return run_worker(args, None)
+    return supervise(args)
+
+
+def supervise(args: argparse.Namespace) -> int:
+    """Fork one process per worker (before any thread or event loop exists); when one ends,
+    stop the others and exit with its status, so that Kubernetes restarts the whole pod."""
+    children: dict[int, int] = {}
+    for index in range(args.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.default_int_handler)
+                code = run_worker(args, index)
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    pid, status = os.wait()
+    children.pop(pid, None)
+    forward(signal.SIGTERM, None)
+    for child in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1
+
+
+def run_worker(args: argparse.Namespace, index: int | None) -> int:
+    """One activator process; `index` is its worker number when there are several."""
     import prometheus_client
 
     from ..kube import Kube, load_configuration
     from .cluster import Cluster
-    from .proxy import Activator, Settings, default_identity
+    from .proxy import Activator, Settings, default_identity, run_loop
 
     try:
         kube = Kube(load_configuration(), component="activator")
@@ -78,22 +126,21 @@ def cmd_activator(args: argparse.Namespace) -> int:
         queue_limit=args.queue_limit,
         tick=args.tick,
     )
-    identity = default_identity()
+    identity = default_identity() if index is None else f"{default_identity()}-w{index}"
+    metrics_port = args.metrics_port + (index or 0)
     activator = Activator(Cluster(kube, settings.platform_namespace, identity), settings)
-    prometheus_client.start_http_server(args.metrics_port)
-    log.info(
-        "activator %s on %s:%d, metrics on :%d/metrics", identity, args.host, args.port, args.metrics_port
-    )
+    prometheus_client.start_http_server(metrics_port)
+    log.info("activator %s on %s:%d, metrics on :%d/metrics", identity, args.host, args.port, metrics_port)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(activator, args.host, args.port))
+        run_loop(run(activator, args.host, args.port, reuse_port=index is not None))
     return 0
 
 
-async def run(activator: Any, host: str, port: int) -> None:
+async def run(activator: Any, host: str, port: int, reuse_port: bool = False) -> None:
     from .proxy import serve
     from .scaler import Scaler
 
-    runner = await serve(activator, host, port)
+    runner = await serve(activator, host, port, reuse_port=reuse_port)
     try:
         await Scaler(activator).run()
     finally:
