@@ -136,7 +136,8 @@ def test_restricted_namespaces_grant_roles_only_there() -> None:
     objs = chart.objects(chart.render(4, values))
     watched = yaml.safe_load(values.read_text())["watchNamespaces"]
     role_namespaces = {o["metadata"]["namespace"] for o in by_kind(objs, "Role")}
-    assert set(watched) <= role_namespaces <= {*watched, chart.NAMESPACE}
+    # "default": Events about cluster-scoped Modules (events.py)
+    assert set(watched) <= role_namespaces <= {*watched, chart.NAMESPACE, "default"}
     for role in by_kind(objs, "ClusterRole"):
         for rule in role["rules"]:
             for resource in rule["resources"]:
@@ -241,3 +242,44 @@ def test_every_subcommand_the_chart_runs_exists() -> None:
                 for flag in (a for a in args[1:] if a.startswith("--")):
                     name = obj["metadata"]["name"]
                     assert flag in help_text, f"`deep-platform {args[0]}` has no {flag} ({name})"
+
+
+def test_operator_gets_every_setting_the_code_reads() -> None:
+    """Each DEEP_* variable OperatorConfig reads is set by the chart (else a value cannot reach it)."""
+    import re
+
+    source = (chart.ROOT / "operator" / "deep_platform" / "config.py").read_text()
+    read = set(re.findall(r"\"(DEEP_[A-Z_]+)\"", source))
+    operator = next(o for o in by_kind(chart.objects(chart.render(4)), "Deployment")
+                    if o["metadata"]["name"].endswith("-operator"))
+    env = {e["name"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert read and read <= env, f"not set by the chart: {sorted(read - env)}"
+
+
+def test_activator_and_web_probes_ask_healthz() -> None:
+    for deployment in by_kind(chart.objects(chart.render(4)), "Deployment"):
+        if deployment["metadata"]["name"].endswith(("-activator", "-web")):
+            container = deployment["spec"]["template"]["spec"]["containers"][0]
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+
+
+def operator_rules(values: str, tmp_path: Path) -> list[tuple[str, str]]:
+    file = tmp_path / f"values-{abs(hash(values))}.yaml"  # chart.render caches by path
+    file.write_text(values)
+    return [(resource, verb) for obj in chart.objects(chart.render(4, file))
+            if obj["kind"] in ("ClusterRole", "Role")
+            and obj["metadata"]["name"].startswith(f"{chart.RELEASE}-operator")
+            for rule in obj["rules"] for resource in rule["resources"] for verb in rule["verbs"]]
+
+
+@pytest.mark.parametrize("watched", [False, True], ids=["cluster-wide", "watchNamespaces"])
+def test_volumes_are_granted_only_with_a_csi_driver(tmp_path: Path, watched: bool) -> None:
+    """Storage mode `mount` applies PVs and claims only through a CSI driver: no driver, no grant."""
+    base = "watchNamespaces: [team-a]\n" if watched else ""
+    volumes = ("persistentvolumes", "persistentvolumeclaims")
+    without = operator_rules(base + "storage:\n  csiDriver: ''\n", tmp_path)
+    assert not [rule for rule in without if rule[0] in volumes]
+    with_driver = operator_rules(base + "storage:\n  csiDriver: csi-rclone\n", tmp_path)
+    for resource in volumes:
+        assert {"list", "patch", "delete"} <= {verb for r, verb in with_driver if r == resource}, resource

@@ -166,7 +166,8 @@ def test_with_watched_namespaces_every_call_is_allowed_there(tmp_path: Path) -> 
         relocated: set[ApiCall] = {MODULE_EVENTS} if component == "operator" else set()
         for call in calls[component]:
             # the GPU agent lists its node's pods in every namespace whatever is watched
-            if component == "gpu-agent" or call.resource in CLUSTER_SCOPED or call.namespace == chart.NAMESPACE:
+            as_is = component == "gpu-agent" or call.resource in CLUSTER_SCOPED
+            if as_is or call.namespace == chart.NAMESPACE:
                 relocated.add(call)
             else:  # across all namespaces, or in a user's namespace: in each watched one
                 relocated |= {call._replace(namespace=ns) for ns in watched}

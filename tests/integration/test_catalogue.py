@@ -16,7 +16,7 @@ from deep_platform import kube as k
 from deep_platform.api import InferenceService, Module
 from deep_platform.catalogue.index import read_index
 from deep_platform.web import create_app
-from tests.harness.operator_fixtures import wait_until
+from tests.harness.operator_fixtures import kube_for, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MODULES = k.kind_of(Module)
@@ -127,14 +127,15 @@ def test_new_module_image_rolls_out_unless_pinned(operator: Any) -> None:
     assert any(e.endswith("/default/plankton/") for e in entry["endpoints"])
 
 
-async def test_http_api_and_pages(operator: Any) -> None:
+async def test_http_api_and_pages(operator: Any, apiserver: Any) -> None:
     api = operator.kube
     api.create(module_body())
     api.create(module_body("xss-mod", title="<script>alert(1)</script>", tasks=["Regression"],
                            summary="A regression demo", libraries=["Other"],
                            description="# Hello\n<img src=x onerror=alert(1)>\n[bad](javascript:alert(1))"))
     wait_until(lambda: len(read_index(api, NS)) == 2, what="two modules indexed")
-    client = TestClient(TestServer(create_app(api, operator.config)))
+    web = kube_for(apiserver.url, component="web")  # as `deep-platform web` builds it: its calls are its own
+    client = TestClient(TestServer(create_app(web, operator.config)))
     await client.start_server()
     try:
         assert (await (await client.get("/healthz")).text()).strip() == "ok"
@@ -160,6 +161,7 @@ async def test_http_api_and_pages(operator: Any) -> None:
         assert (await client.get("/catalogue/modules/nope")).status == 404
     finally:
         await client.close()
+        web.close()
 
 
 def test_new_module_gets_one_event_naming_both_transitions_and_no_kopf_bookkeeping(operator: Any) -> None:

@@ -16,11 +16,12 @@ from tests.unit.dashboard_data import seed
 
 @pytest.fixture
 async def client(apiserver: Any, operator_config: OperatorConfig) -> AsyncIterator[TestClient[Any, Any]]:
-    kube = kube_for(apiserver.url)
+    kube, web = kube_for(apiserver.url), kube_for(apiserver.url, component="web")  # web: as the CLI builds it
     seed(kube, apiserver)
-    async with TestClient(TestServer(create_app(kube, operator_config))) as client:
+    async with TestClient(TestServer(create_app(web, operator_config))) as client:
         yield client
     kube.close()
+    web.close()
 
 
 async def test_overview_lists_jobs_and_services_per_namespace(client: TestClient[Any, Any]) -> None:
@@ -51,6 +52,12 @@ async def test_job_page_shows_its_history(client: TestClient[Any, Any]) -> None:
     assert 'class="event-Warning"' in html
 
 
+async def test_service_page(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/dashboard/inferenceservices/alice/phyto-api")
+    assert response.status == 200
+    assert "http://activator.deep-platform.test/alice/phyto-api/" in await response.text()
+
+
 async def test_missing_job_is_a_404_page(client: TestClient[Any, Any]) -> None:
     response = await client.get("/dashboard/trainingjobs/alice/typo")
     assert response.status == 404
@@ -58,11 +65,12 @@ async def test_missing_job_is_a_404_page(client: TestClient[Any, Any]) -> None:
 
 
 async def test_unwatched_namespace_is_not_shown(apiserver: Any) -> None:
-    kube = kube_for(apiserver.url)
+    kube, web = kube_for(apiserver.url), kube_for(apiserver.url, component="web")
     seed(kube, apiserver)
     config = OperatorConfig(namespaces=["bob"], metrics_port=0, health_port=0)
-    async with TestClient(TestServer(create_app(kube, config))) as client:
+    async with TestClient(TestServer(create_app(web, config))) as client:
         html = await (await client.get("/dashboard/")).text()
         assert "queued-run" in html and "retrain-phyto" not in html
         assert (await client.get("/dashboard/trainingjobs/alice/retrain-phyto")).status == 404
     kube.close()
+    web.close()

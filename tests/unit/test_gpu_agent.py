@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from deep_platform import kube as k
 from deep_platform.gpu.agent import ConfigMapPublisher, GpuAgent, pod_uid_of, registry_for
 from deep_platform.gpu.inventory import LABEL, NodeInventory, from_configmap
 from deep_platform.gpu.nvml import ERROR_DRIVER_NOT_LOADED, ERROR_LIBRARY_NOT_FOUND, RealNvml
@@ -194,3 +195,33 @@ def test_publish_failure_does_not_stop_the_agent(caplog: pytest.LogCaptureFixtur
     agent = agent_for(FakeNvml([a100(0)]), publish=broken)
     assert agent.step().gpus[0].product == "NVIDIA-A100-SXM4-80GB"
     assert "api server unreachable" in caplog.text
+
+
+def test_agent_publishes_and_maps_pods_through_the_api_server(apiserver: object, tmp_path: Path) -> None:
+    """The agent as `deep-platform gpu-agent --proc-root` builds it: its own client (the chart's
+    RBAC test checks these calls against the gpu-agent's Role), pods of its node only."""
+    from deep_platform.gpu.agent import pods_on_node
+    from deep_platform.gpu.inventory import read_inventories
+    from tests.harness.operator_fixtures import kube_for
+
+    url = apiserver.url  # type: ignore[attr-defined]
+    test, api = kube_for(url), kube_for(url, component="gpu-agent")
+    test.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "alice"}})
+    for name, node in (("retrain-abcde", "gpu-node-1"), ("elsewhere", "gpu-node-2")):
+        test.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "alice"},
+                     "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]}})
+    pod = test.get(k.POD, "retrain-abcde", "alice")
+    assert pod is not None
+    (tmp_path / "4242").mkdir()
+    (tmp_path / "4242" / "cgroup").write_text(f"0::/kubepods/pod{pod['metadata']['uid']}/c0ffee\n")
+    gpu = a100(0, util=50)
+    gpu.procs = [(4242, 1024 * MIB)]
+    agent = agent_for(FakeNvml([gpu]), publish=ConfigMapPublisher(api, "deep-platform"),
+                      pods=pods_on_node(api, "gpu-node-1"), proc_root=tmp_path)
+    inventory = agent.step()
+    assert [(p.namespace, p.pod) for p in inventory.gpus[0].processes] == [("alice", "retrain-abcde")]
+    assert agent.step().gpus[0].product == "NVIDIA-A100-SXM4-80GB"  # same shape: no second write
+    found = read_inventories(test, "deep-platform", now=CLOCK + dt.timedelta(minutes=1))
+    assert found["gpu-node-1"].gpus[0].processes[0].pod == "retrain-abcde"
+    test.close()
+    api.close()

@@ -31,8 +31,9 @@ def add_commands(subparsers: Any) -> None:
     parser.add_argument("--interval", type=float, default=15.0, help="seconds between readings")
     parser.add_argument("--no-publish", action="store_true",
                         help="only export metrics; do not write the inventory ConfigMap")
-    parser.add_argument("--proc-root", default="/proc",
-                        help="host /proc, to map GPU processes to pods (needs hostPID)")
+    parser.add_argument("--proc-root", default=None,
+                        help="host /proc: map GPU processes to pods (needs hostPID, and RBAC to list "
+                             "pods: the chart's gpuAgent.podMapping); default: no mapping")
     parser.set_defaults(func=cmd_gpu_agent)
 
 
@@ -53,8 +54,10 @@ def cmd_gpu_agent(args: argparse.Namespace) -> int:
             log.warning("no Kubernetes configuration (%s); exporting metrics only", exc)
         else:
             publish = ConfigMapPublisher(api, args.namespace)
-            pods = pods_on_node(api, node)
-    agent = GpuAgent(RealNvml(), node, publish=publish, pods=pods, proc_root=Path(args.proc_root))
+            # without the host's /proc no process maps to a pod: listing pods would be wasted
+            # calls (and forbidden by the chart's Role unless gpuAgent.podMapping is set)
+            pods = pods_on_node(api, node) if args.proc_root else None
+    agent = GpuAgent(RealNvml(), node, publish=publish, pods=pods, proc_root=Path(args.proc_root or "/proc"))
     prometheus_client.start_http_server(args.port, registry=registry_for(agent))
     log.info("GPU agent on node %s: metrics on :%d/metrics", node, args.port)
     stop = threading.Event()
