@@ -165,7 +165,8 @@ def test_with_watched_namespaces_every_call_is_allowed_there(tmp_path: Path) -> 
         grants = grants_of(objs, f"{chart.RELEASE}-{component}", chart.NAMESPACE)
         relocated: set[ApiCall] = {MODULE_EVENTS} if component == "operator" else set()
         for call in calls[component]:
-            # the GPU agent lists its node's pods in every namespace whatever is watched
+            # the operator, activator and web app read DEEP_WATCH_NAMESPACES and stay there; the
+            # GPU agent lists its node's pods in every namespace whatever is watched
             as_is = component == "gpu-agent" or call.resource in CLUSTER_SCOPED
             if as_is or call.namespace == chart.NAMESPACE:
                 relocated.add(call)

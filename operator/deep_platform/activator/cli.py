@@ -128,7 +128,9 @@ def run_worker(args: argparse.Namespace, index: int | None) -> int:
     )
     identity = default_identity() if index is None else f"{default_identity()}-w{index}"
     metrics_port = args.metrics_port + (index or 0)
-    activator = Activator(Cluster(kube, settings.platform_namespace, identity), settings)
+    # the chart's watchNamespaces: the activator's Roles exist only there
+    watched = [ns.strip() for ns in os.environ.get("DEEP_WATCH_NAMESPACES", "").split(",") if ns.strip()]
+    activator = Activator(Cluster(kube, settings.platform_namespace, identity, watched), settings)
     prometheus_client.start_http_server(metrics_port)
     log.info("activator %s on %s:%d, metrics on :%d/metrics", identity, args.host, args.port, metrics_port)
     with contextlib.suppress(KeyboardInterrupt):

@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,10 +115,14 @@ def desired_replicas(load: int, target_concurrency: int, minimum: int, maximum: 
 class Cluster:
     """The activator's API calls (blocking; run them in a thread)."""
 
-    def __init__(self, kube: Kube, platform_namespace: str, identity: str) -> None:
+    def __init__(
+        self, kube: Kube, platform_namespace: str, identity: str, namespaces: Sequence[str] = ()
+    ) -> None:
         self.kube = kube
         self.platform_namespace = platform_namespace
         self.identity = identity
+        #: the watched namespaces (the chart's watchNamespaces: Roles there only); empty: all
+        self.namespaces: list[str | None] = list(namespaces) or [None]
 
     # reads
 
@@ -125,13 +130,16 @@ class Cluster:
         return self.kube.get(ISVC, name, namespace)
 
     def inference_services(self) -> list[dict[str, Any]]:
-        return self.kube.list(ISVC)
+        return [item for ns in self.namespaces for item in self.kube.list(ISVC, ns)]
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.kube.get(DEPLOYMENT, name, namespace)
 
     def deployments(self) -> list[dict[str, Any]]:
-        return self.kube.list(DEPLOYMENT, label_selector=f"{podparts.LABEL_KIND}=inferenceservice")
+        selector = f"{podparts.LABEL_KIND}=inferenceservice"
+        return [
+            item for ns in self.namespaces for item in self.kube.list(DEPLOYMENT, ns, label_selector=selector)
+        ]
 
     def ready_count(self, namespace: str, name: str) -> int:
         slices = self.kube.list(ENDPOINTSLICE, namespace, label_selector=f"{SERVICE_NAME_LABEL}={name}")
