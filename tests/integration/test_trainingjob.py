@@ -10,6 +10,7 @@ import yaml
 
 from deep_platform import kube as k
 from deep_platform.api import Module, TrainingJob
+from deep_platform.builders.module import INDEX_HEAD
 from tests.harness.operator_fixtures import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -320,6 +321,8 @@ def test_no_writes_when_nothing_changed_and_deletion_cascades(apiserver: Any, op
     )
     wait_phase(operator, "Running")
     wait_until(lambda: ("Running", "Normal") in events_for(apiserver, "retrain"), 5)
+    # the Module's catalogue index is written in the background: let it land first
+    wait_until(lambda: apiserver.get("configmaps", "deep-platform", INDEX_HEAD), 10, what="index")
     settled = len(apiserver.requests_log)
     for _ in range(3):  # what a resync does, three times over, plus a child event
         wake(runtime.current(), (NS, "retrain"))
