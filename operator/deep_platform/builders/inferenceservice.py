@@ -63,21 +63,7 @@ def build_deployment(
         # a crash's last log lines become the termination message the status reports
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    pod_spec: dict[str, Any] = {
-        "securityContext": pod.pod_security_context(),
-        "containers": [container],
-        "volumes": [shm_volume],
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-    }
-    if isvc.spec.node_selector:
-        pod_spec["nodeSelector"] = dict(isvc.spec.node_selector)
-    tolerations = pod.tolerations_list(isvc.spec.tolerations, resources)
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
-    affinity = pod.gpu_affinity(resources)
-    if affinity:
-        pod_spec["affinity"] = affinity
+    pod_spec = pod.workload_pod_spec(isvc, container, resources, [shm_volume])
     # Pod parts of other features (storage: init containers, volumes, mounts) are added here,
     # to pod_spec and container, before the template is hashed into its version.
     storage.build_storage(isvc, isvc.spec.storage, storage.site_settings(), upload_results=False).apply_to(

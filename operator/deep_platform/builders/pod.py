@@ -178,6 +178,29 @@ def shm_volume(resources: Resources | None) -> tuple[dict[str, Any], dict[str, A
     return {"name": "dshm", "emptyDir": empty_dir}, {"name": "dshm", "mountPath": "/dev/shm"}  # noqa: S108
 
 
+def workload_pod_spec(
+    owner: Any, container: dict[str, Any], resources: Resources | None, volumes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The pod spec training and serving share: restricted, no API token (a model needs none),
+    placed by the owner's node selector and tolerations and by the GPU it asks for."""
+    spec: dict[str, Any] = {
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": volumes,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+    }
+    if owner.spec.node_selector:
+        spec["nodeSelector"] = dict(owner.spec.node_selector)
+    tolerations = tolerations_list(owner.spec.tolerations, resources)
+    if tolerations:
+        spec["tolerations"] = tolerations
+    affinity = gpu_affinity(resources)
+    if affinity:
+        spec["affinity"] = affinity
+    return spec
+
+
 DEEPAAS_MODEL_ENV = "DEEPAAS_V2_MODEL"
 
 

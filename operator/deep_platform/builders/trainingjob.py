@@ -141,22 +141,8 @@ def build_job(
         # the log tail explains a crash when the program wrote no termination message
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",  # retries are new pods, counted by the Job (and its policy)
-        "securityContext": pod.pod_security_context(),
-        "containers": [container],
-        "volumes": [shm_volume],
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-    }
-    if tj.spec.node_selector:
-        pod_spec["nodeSelector"] = dict(tj.spec.node_selector)
-    tolerations = pod.tolerations_list(tj.spec.tolerations, resources)
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
-    affinity = pod.gpu_affinity(resources)
-    if affinity:
-        pod_spec["affinity"] = affinity
+    pod_spec = pod.workload_pod_spec(tj, container, resources, [shm_volume])
+    pod_spec["restartPolicy"] = "Never"  # retries are new pods, counted by the Job (and its policy)
     if tj.spec.priority_class_name:
         pod_spec["priorityClassName"] = tj.spec.priority_class_name
     add_pod_parts(tj, pod_spec, container)
