@@ -138,7 +138,10 @@ def test_sweep_deletes_only_volumes_whose_claim_is_gone(
     live_pv = claim["spec"]["volumeName"]
     # a PV left behind by a service deleted while the operator was down
     orphan = copy.deepcopy(apiserver.get("persistentvolumes", None, live_pv))
-    orphan["metadata"] = {"name": "deep-default-gone-models", "labels": orphan["metadata"]["labels"]}
+    # labelled for a service "gone": with the live service's labels the controller would prune it
+    # as a mount its spec no longer has, racing the sweep under test
+    labels = {**orphan["metadata"]["labels"], "deep-hybrid-datacloud.eu/name": "gone"}
+    orphan["metadata"] = {"name": "deep-default-gone-models", "labels": labels}
     orphan["spec"]["claimRef"] = {"namespace": NS, "name": "gone-storage-models"}
     apiserver.create(orphan)
 
