@@ -20,6 +20,26 @@ class SpecRule:
     holds: Callable[[Any], bool]
 
 
+#: TrainingJobs and InferenceServices run a Module's image, or one given directly
+MODULE_OR_IMAGE = SpecRule(
+    "set spec.module (a Module name) or spec.image",
+    "has(self.module) || has(self.image)",
+    lambda spec: bool(spec.module or spec.image),
+)
+
+
+def condition_column(name: str, condition: str, field: str = "status", priority: int = 0) -> dict[str, Any]:
+    """A printer column showing one field of one condition (`kubectl get` reads the list-map)."""
+    column: dict[str, Any] = {
+        "name": name,
+        "type": "string",
+        "jsonPath": f'.status.conditions[?(@.type=="{condition}")].{field}',
+    }
+    if priority:
+        column["priority"] = priority
+    return column
+
+
 @dataclass(frozen=True)
 class CrdInfo:
     """What the CRD says about a kind besides its schema."""

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from .base import CrdInfo, CustomObject, SpecRule, Status
+from .base import MODULE_OR_IMAGE, CrdInfo, CustomObject, SpecRule, Status, condition_column
 from .common import (
     DNS_SUBDOMAIN_PATTERN,
     LIST_MAP_BY_NAME,
@@ -125,11 +125,7 @@ class InferenceService(CustomObject[InferenceServiceSpec, InferenceServiceStatus
         printer_columns=(
             {"name": "Module", "type": "string", "jsonPath": ".spec.module"},
             {"name": "URL", "type": "string", "jsonPath": ".status.url"},
-            {
-                "name": "Ready",
-                "type": "string",
-                "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-            },
+            condition_column("Ready", "Ready"),
             {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
             {
@@ -140,11 +136,7 @@ class InferenceService(CustomObject[InferenceServiceSpec, InferenceServiceStatus
             },
         ),
         spec_rules=(
-            SpecRule(
-                "set spec.module (a Module name) or spec.image",
-                "has(self.module) || has(self.image)",
-                lambda spec: bool(spec.module or spec.image),
-            ),
+            MODULE_OR_IMAGE,
             SpecRule(
                 "spec.scaling.minReplicas must not exceed spec.scaling.maxReplicas",
                 "!has(self.scaling) || self.scaling.minReplicas <= self.scaling.maxReplicas",

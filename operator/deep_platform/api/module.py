@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from .base import CrdInfo, CustomObject, Status
+from .base import CrdInfo, CustomObject, Status, condition_column
 from .common import ApiModel, Resources
 
 
@@ -92,17 +92,8 @@ class Module(CustomObject[ModuleSpec, ModuleStatus]):
         printer_columns=(
             {"name": "Title", "type": "string", "jsonPath": ".spec.metadata.title"},
             {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
-            {
-                "name": "Ready",
-                "type": "string",
-                "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-            },
-            {
-                "name": "Metadata",
-                "type": "string",
-                "jsonPath": '.status.conditions[?(@.type=="MetadataValid")].reason',
-                "priority": 1,
-            },
+            condition_column("Ready", "Ready"),
+            condition_column("Metadata", "MetadataValid", field="reason", priority=1),
         ),
     )
     kind: str = "Module"

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from .base import CrdInfo, CustomObject, SpecRule, Status
+from .base import MODULE_OR_IMAGE, CrdInfo, CustomObject, SpecRule, Status
 from .common import (
     DNS_SUBDOMAIN_PATTERN,
     LIST_MAP_BY_NAME,
@@ -157,11 +157,7 @@ class TrainingJob(CustomObject[TrainingJobSpec, TrainingJobStatus]):
             {"name": "Node", "type": "string", "jsonPath": ".status.nodeName", "priority": 1},
         ),
         spec_rules=(
-            SpecRule(
-                "set spec.module (a Module name) or spec.image",
-                "has(self.module) || has(self.image)",
-                lambda spec: bool(spec.module or spec.image),
-            ),
+            MODULE_OR_IMAGE,
             SpecRule(
                 "spec.hyperparameters are passed to deepaas-cli train; with spec.command, "
                 "pass them in spec.args instead",
