@@ -99,12 +99,17 @@ def cmd_check(_: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    try:  # before the controllers are imported: they read settings at import
+        config = OperatorConfig()
+    except ValueError as exc:  # a setting from the environment (the chart's values) is wrong
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
     import prometheus_client
 
     from .kube import Kube, load_configuration
     from .operator import PreflightError, preflight, run
 
-    config = OperatorConfig()
     if args.namespace:
         config.namespaces = list(args.namespace)
     if args.platform_namespace:

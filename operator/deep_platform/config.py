@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _env_json(name: str, expected: type, example: str) -> Any:
+    """A JSON value from the environment; a wrong one stops the operator naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return expected()
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} is not JSON ({exc}); write it like {example}") from None
+    if not isinstance(value, expected):
+        raise ValueError(f"{name} must be a JSON {expected.__name__}, like {example}")
+    return value
 
 
 @dataclass
@@ -44,3 +61,22 @@ class OperatorConfig:
     storage_upload_seconds: int = field(
         default_factory=lambda: int(os.environ.get("DEEP_STORAGE_UPLOAD_SECONDS", "1800"))
     )
+    #: node labels every GPU pod (training or serving) must run on, on top of its own nodeSelector
+    gpu_node_selector: dict[str, str] = field(
+        default_factory=lambda: _env_json("DEEP_GPU_NODE_SELECTOR", dict, '{"node-role/gpu": "true"}')
+    )
+    #: tolerations every GPU pod gets (the `nvidia.com/gpu` taint is always tolerated)
+    gpu_tolerations: list[dict[str, Any]] = field(
+        default_factory=lambda: _env_json(
+            "DEEP_GPU_TOLERATIONS", list, '[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]'
+        )
+    )
+    #: RuntimeClass that exposes GPUs to containers on this site (`nvidia`); empty: the default
+    gpu_runtime_class: str = field(default_factory=lambda: os.environ.get("DEEP_GPU_RUNTIME_CLASS", ""))
+
+
+@functools.cache
+def site_settings() -> OperatorConfig:
+    """The operator's settings (from its environment, set by the chart), read once per process:
+    the site-wide parts the pure builders need (storage images, GPU placement)."""
+    return OperatorConfig()

@@ -21,9 +21,9 @@ from .builders.storage import (
     OUT_PREFIX,
     StorageUnavailable,
     build_storage,
-    site_settings,
 )
 from .conditions import set_condition
+from .config import site_settings
 
 CONDITION = "StorageReady"
 

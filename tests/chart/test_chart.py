@@ -283,3 +283,18 @@ def test_volumes_are_granted_only_with_a_csi_driver(tmp_path: Path, watched: boo
     with_driver = operator_rules(base + "storage:\n  csiDriver: csi-rclone\n", tmp_path)
     for resource in volumes:
         assert {"list", "patch", "delete"} <= {verb for r, verb in with_driver if r == resource}, resource
+
+
+def test_gpu_workload_values_reach_the_operator_as_settings_it_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deep_platform.config import OperatorConfig
+
+    values = chart.CHART / "ci" / "all-enabled-values.yaml"
+    wanted = yaml.safe_load(values.read_text())["gpuWorkloads"]
+    objs = chart.objects(chart.render(4, values))
+    operator = next(o for o in by_kind(objs, "Deployment") if o["metadata"]["name"].endswith("-operator"))
+    for item in operator["spec"]["template"]["spec"]["containers"][0]["env"]:
+        monkeypatch.setenv(item["name"], item.get("value", ""))
+    config = OperatorConfig()
+    assert config.gpu_node_selector == wanted["nodeSelector"]
+    assert config.gpu_tolerations == wanted["tolerations"]
+    assert config.gpu_runtime_class == wanted["runtimeClassName"]

@@ -13,7 +13,7 @@ import pytest
 
 from deep_platform import kube as k
 from deep_platform.api import InferenceService, TrainingJob
-from deep_platform.builders import storage
+from deep_platform.config import site_settings
 from deep_platform.controllers import storage_volumes
 from tests.harness.operator_fixtures import kube_for, wait_until
 from tests.integration.test_trainingjob import NS, condition, example, module
@@ -83,10 +83,10 @@ def mount_storage() -> list[dict[str, Any]]:
 @pytest.fixture
 def csi_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("DEEP_RCLONE_CSI_DRIVER", "csi-rclone")
-    storage.site_settings.cache_clear()
+    site_settings.cache_clear()
     yield "csi-rclone"
     monkeypatch.delenv("DEEP_RCLONE_CSI_DRIVER")
-    storage.site_settings.cache_clear()
+    site_settings.cache_clear()
 
 
 def test_mount_with_csi_driver_applies_volume_and_claim_and_removes_them(

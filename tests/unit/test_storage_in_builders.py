@@ -11,6 +11,7 @@ from deep_platform.api import InferenceService, TrainingJob
 from deep_platform.builders import storage
 from deep_platform.builders.inferenceservice import build_deployment
 from deep_platform.builders.trainingjob import build_job
+from deep_platform.config import site_settings
 
 STORAGE = [
     {
@@ -55,7 +56,7 @@ def test_training_job_carries_copy_in_and_upload_sidecar(version: str) -> None:
     mounts = {m["mountPath"]: m for m in train["volumeMounts"]}
     assert mounts["/srv/plankton/models"]["readOnly"] is True
     assert "/srv/plankton/data" in mounts and "/dev/shm" in mounts
-    assert spec["terminationGracePeriodSeconds"] >= storage.site_settings().storage_upload_seconds
+    assert spec["terminationGracePeriodSeconds"] >= site_settings().storage_upload_seconds
 
 
 @pytest.mark.parametrize("version", ["1.30", "1.34"])
@@ -82,10 +83,10 @@ def test_mount_mode_without_a_driver_is_a_clear_error_from_the_builder(
 ) -> None:
     monkeypatch.setenv("DEEP_RCLONE_CSI_DRIVER", "")
     monkeypatch.setenv("DEEP_RCLONE_FUSE_SIDECAR", "")
-    storage.site_settings.cache_clear()
+    site_settings.cache_clear()
     try:
         tj = TrainingJob.from_body(body("TrainingJob", [{**STORAGE[0], "mode": "mount"}]))
         with pytest.raises(storage.StorageUnavailable, match=r"spec\.storage\[0\]\.mode"):
             build_job(tj, None)
     finally:
-        storage.site_settings.cache_clear()
+        site_settings.cache_clear()

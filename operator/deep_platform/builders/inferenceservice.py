@@ -9,6 +9,7 @@ from typing import Any
 from ..api.common import Resources
 from ..api.inferenceservice import InferenceService
 from ..api.module import Module
+from ..config import site_settings
 from . import pod, storage
 
 DEEPAAS_PORT = 5000
@@ -66,7 +67,7 @@ def build_deployment(
     pod_spec = pod.workload_pod_spec(isvc, container, resources, [shm_volume])
     # Pod parts of other features (storage: init containers, volumes, mounts) are added here,
     # to pod_spec and container, before the template is hashed into its version.
-    storage.build_storage(isvc, isvc.spec.storage, storage.site_settings(), upload_results=False).apply_to(
+    storage.build_storage(isvc, isvc.spec.storage, site_settings(), upload_results=False).apply_to(
         pod_spec, container
     )
     template: dict[str, Any] = {"metadata": {"labels": labels}, "spec": pod_spec}

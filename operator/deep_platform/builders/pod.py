@@ -7,6 +7,7 @@ from typing import Any, Literal
 from ..api.base import CustomObject
 from ..api.common import EnvVar, Resources, Toleration
 from ..api.module import Module
+from ..config import site_settings
 
 PART_OF = "deep-platform"
 LABEL_KIND = "deep-hybrid-datacloud.eu/kind"
@@ -190,9 +191,16 @@ def workload_pod_spec(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
     }
-    if owner.spec.node_selector:
-        spec["nodeSelector"] = dict(owner.spec.node_selector)
+    node_selector = dict(owner.spec.node_selector)
     tolerations = tolerations_list(owner.spec.tolerations, resources)
+    if gpu_resource_name(resources or Resources()) is not None:
+        site = site_settings()  # where this site keeps its GPUs: the chart's gpu.* values
+        node_selector = {**site.gpu_node_selector, **node_selector}  # the object's own wins
+        tolerations += [t for t in site.gpu_tolerations if t not in tolerations]
+        if site.gpu_runtime_class:
+            spec["runtimeClassName"] = site.gpu_runtime_class
+    if node_selector:
+        spec["nodeSelector"] = node_selector
     if tolerations:
         spec["tolerations"] = tolerations
     affinity = gpu_affinity(resources)

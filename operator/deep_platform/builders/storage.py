@@ -23,7 +23,6 @@ password obscured; the container's shell pipes the clear one (never in argv) int
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -127,12 +126,6 @@ class StorageParts:
         if self.termination_grace_period_seconds is not None:
             current = pod_spec.get("terminationGracePeriodSeconds", 30)
             pod_spec["terminationGracePeriodSeconds"] = max(current, self.termination_grace_period_seconds)
-
-
-@functools.cache
-def site_settings() -> OperatorConfig:
-    """The operator's settings (from its environment, set by the chart), read once per process."""
-    return OperatorConfig()
 
 
 def remote_name(mount: StorageMount) -> str:

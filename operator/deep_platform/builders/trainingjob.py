@@ -9,6 +9,7 @@ from typing import Any
 from ..api.common import Resources
 from ..api.module import Module
 from ..api.trainingjob import TrainingJob
+from ..config import site_settings
 from . import pod, storage
 
 CONTAINER_NAME = "train"
@@ -110,7 +111,7 @@ def add_pod_parts(tj: TrainingJob, pod_spec: dict[str, Any], container: dict[str
     """The one place where other features add to the training pod (storage init containers,
     volumes and mounts go here), after the base pod is complete."""
     # WebDAV storage: copy in before training, results copied back however it ends
-    parts = storage.build_storage(tj, tj.spec.storage, storage.site_settings(), upload_results=True)
+    parts = storage.build_storage(tj, tj.spec.storage, site_settings(), upload_results=True)
     parts.apply_to(pod_spec, container)
 
 

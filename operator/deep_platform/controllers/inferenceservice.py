@@ -15,8 +15,8 @@ from ..api import GROUP, VERSION, InferenceService, Module
 from ..api.inferenceservice import InferenceServiceStatus
 from ..builders import pod as podparts
 from ..builders.inferenceservice import VERSION_ANNOTATION, build_all, serving_image, serving_resources
-from ..builders.storage import site_settings as storage_site_settings
 from ..conditions import set_condition
+from ..config import site_settings
 from ..gpu.inventory import read_inventories_or_none
 from ..kube import DEPLOYMENT, POD, kind_of
 from ..metrics import instrumented
@@ -74,7 +74,7 @@ def resync_all(rt: runtime.Runtime) -> None:
     for namespace in namespaces:
         for body in rt.kube.list(KIND, namespace):
             reconcile_inferenceservice(rt, body)
-    if storage_site_settings().rclone_csi_driver:
+    if site_settings().rclone_csi_driver:
         storage_volumes.sweep_now_and_then(rt.kube)
 
 

@@ -21,7 +21,8 @@ import kopf
 from ..api import GROUP, VERSION
 from ..api.base import CustomObject
 from ..builders import pod as podparts
-from ..builders.storage import LABEL_NAMESPACE, build_storage, site_settings
+from ..builders.storage import LABEL_NAMESPACE, build_storage
+from ..config import site_settings
 from ..kube import PERSISTENTVOLUME, PERSISTENTVOLUMECLAIM, Kube
 from . import runtime
 from .settings import RESYNC_SECONDS
