@@ -66,19 +66,21 @@ COPY_IN_SCRIPT = _OBSCURE + 'exec rclone --config "" copy "$1" "$2" ' + " ".join
 #: copy back when the kubelet stops the sidecar: `sh -c SCRIPT sh SOURCE DEST`. The trap is set
 #: first, so a training that ends at once still has its results uploaded.
 COPY_OUT_SCRIPT = (
-    # (the background sleep is stopped, or it would keep the container's output open)
-    "upload() { trap '' TERM INT; kill $! 2>/dev/null; "
+    # the trap only sets a flag: a signal that lands between two commands (before the first
+    # `wait`, say) is then seen at the next round instead of racing the shell's own handling
+    'src=$1; dst=$2; ended=""; trap "ended=1" TERM INT; '
+    + 'echo "storage: waiting for the training to end, then uploading $src"; '
+    # short sleeps in the background: `wait` returns as soon as the signal arrives
+    + 'while [ -z "$ended" ]; do sleep 1 & wait $!; done; '
+    # the last sleep is stopped, or it would keep the container's output open
+    + "trap '' TERM INT; kill $! 2>/dev/null; "
     + 'echo "storage: uploading results"; '
     + _OBSCURE
     + 'rclone --config "" copy "$src" "$dst" '
     + " ".join(COPY_FLAGS)
     + "; rc=$?; "
     + 'if [ $rc -eq 0 ]; then echo "storage: results uploaded"; '
-    + 'else echo "storage: upload failed (rclone exit $rc)" >&2; fi; exit $rc; }; '
-    + "src=$1; dst=$2; trap upload TERM INT; "
-    + 'echo "storage: waiting for the training to end, then uploading $src"; '
-    # sleep in the background: `wait` returns as soon as the signal arrives
-    + "while :; do sleep 3600 & wait $!; done"
+    + 'else echo "storage: upload failed (rclone exit $rc)" >&2; fi; exit $rc'
 )
 #: FUSE mount: `sh -c SCRIPT sh SOURCE MOUNTPOINT [extra flags]`
 FUSE_SCRIPT = _OBSCURE + 'src=$1; dst=$2; shift 2; exec rclone --config "" mount "$src" "$dst" "$@"'
