@@ -8,10 +8,12 @@ No browser-downloading package: the Debian `chromium` binary, with the flags tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -56,6 +58,7 @@ class Chromium:
             [chromium_binary(), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its renderer and helper processes go with it on close
         )
         port_file = profile / "DevToolsActivePort"
         deadline = asyncio.get_running_loop().time() + self.timeout
@@ -84,12 +87,23 @@ class Chromium:
         await self._close_process()
 
     async def _close_process(self) -> None:
-        self._process.terminate()
+        group = self._process.pid  # the session leader's pid is the group id
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
         try:
             await asyncio.to_thread(self._process.wait, 10)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        # helpers still writing into the profile would make its removal fail half-way
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        for _ in range(20):
+            try:
+                self._profile.cleanup()
+                return
+            except OSError:
+                await asyncio.sleep(0.1)
         self._profile.cleanup()
 
     async def _read(self) -> None:
