@@ -5,6 +5,12 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 
+def tail(text: str | None, limit: int = 800) -> str:
+    """The end of a long message (a termination message, an API answer): the cause is last."""
+    text = (text or "").strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
 def field_path(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
     for item in loc:

@@ -94,6 +94,9 @@ def build_registry(api: Kube) -> kopf.OperatorRegistry:
         )
         settings.persistence.finalizer = f"{prefix}/operator"
         settings.watching.server_timeout = 300
+        # only the platform's children stream to the operator, not every Job and Pod of the cluster
+        for resource, selector in controllers.CHILD_SELECTORS.items():
+            settings.watching.label_selectors[resource] = selector
         settings.networking.request_timeout = 60
 
     return registry

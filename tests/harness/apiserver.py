@@ -262,6 +262,7 @@ class ApiServer(kmock.KubernetesEmulator):
         # the same calls with the client's User-Agent (components send deep-platform-<name>):
         # the chart's RBAC test reads who made each call from here
         self.calls_by_agent: list[tuple[str, ApiCall]] = []
+        self.watch_selectors: list[tuple[str, str, str]] = []  # (User-Agent, plural, labelSelector)
         self.unevaluated_rules: list[str] = []  # CEL rules the tiny evaluator could not run
         self._types: dict[GK, ResourceType] = {}
         self._store: dict[GK, dict[tuple[str, str], Obj]] = collections.defaultdict(dict)
@@ -576,6 +577,8 @@ class ApiServer(kmock.KubernetesEmulator):
             raise ApiError(
                 409, "AlreadyExists", f'{rt.qualified} "{name}" already exists', self._details(rt, name)
             )
+        if rt.namespaced:  # dry runs too: admission runs for them
+            self._check_quota(rt, namespace or "", name)
         obj["apiVersion"], obj["kind"] = rt.api_version(version), rt.kind
         for server_set in (
             "uid",
@@ -608,6 +611,27 @@ class ApiServer(kmock.KubernetesEmulator):
         if dry_run:
             return obj
         return self._commit(rt, None, obj)
+
+    def _check_quota(self, rt: ResourceType, namespace: str, name: str) -> None:
+        """Object-count quotas (`count/<plural>.<group>` in a ResourceQuota's spec.hard), as the
+        ResourceQuota admission plugin enforces them: one more object than allowed is a 403."""
+        resource = f"count/{rt.qualified}"
+        quotas = self._types.get(("", "resourcequotas"))
+        if quotas is None or rt.gk == quotas.gk:
+            return
+        for (ns, quota_name), quota in sorted(self._store[quotas.gk].items()):
+            hard = ((quota.get("spec") or {}).get("hard") or {}).get(resource)
+            if ns != namespace or hard is None:
+                continue
+            used = sum(1 for (obj_ns, _), _obj in self._store[rt.gk].items() if obj_ns == namespace)
+            if used + 1 > int(hard):
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'{rt.qualified} "{name}" is forbidden: exceeded quota: {quota_name}, requested: '
+                    f"{resource}=1, used: {resource}={used}, limited: {resource}={hard}",
+                    self._details(rt, name),
+                )
 
     @staticmethod
     def _crd_status(crd: Obj) -> Obj:
@@ -1346,9 +1370,11 @@ class ApiServer(kmock.KubernetesEmulator):
         name: str | None,
         subresource: str,
     ) -> aiohttp.web.StreamResponse:
-        self._log("watch", group, plural, subresource, namespace, self._header(request, "User-Agent"))
+        agent = self._header(request, "User-Agent")
+        self._log("watch", group, plural, subresource, namespace, agent)
         rt = self._find_type(group, version, plural)
         params = request.params
+        self.watch_selectors.append((agent, plural, params.get("labelSelector") or ""))
         try:
             by_labels = selectors.label_selector(params.get("labelSelector"))
             by_fields = selectors.field_selector(params.get("fieldSelector"), rt.plural)

@@ -239,6 +239,24 @@ def test_builtin_name_and_namespace_checks(core: kubernetes.client.CoreV1Api) ->
     assert (body["code"], body["message"]) == (404, 'namespaces "ghost" not found')
 
 
+def test_object_count_quota_refuses_one_object_too_many(core: kubernetes.client.CoreV1Api) -> None:
+    core.create_namespaced_resource_quota(
+        "default", {"metadata": {"name": "few"}, "spec": {"hard": {"count/configmaps": "1"}}}
+    )
+    core.create_namespaced_config_map("default", {"metadata": {"name": "first"}})
+    with pytest.raises(ApiException) as exc:
+        core.create_namespaced_config_map("default", {"metadata": {"name": "second"}})
+    body = error(exc)
+    assert (body["code"], body["reason"]) == (403, "Forbidden")
+    assert body["message"] == (
+        'configmaps "second" is forbidden: exceeded quota: few, requested: count/configmaps=1, '
+        "used: count/configmaps=1, limited: count/configmaps=1"
+    )
+    core.create_namespaced_config_map("kube-system", {"metadata": {"name": "second"}})  # per namespace
+    core.delete_namespaced_config_map("first", "default")
+    core.create_namespaced_config_map("default", {"metadata": {"name": "second"}})
+
+
 # --- 2, 3. generation and the status subresource ----------------------------------------------
 
 

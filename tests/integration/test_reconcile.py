@@ -97,3 +97,51 @@ def test_resync_repairs_a_child_deleted_behind_the_operators_back(operator: Any)
     assert api.get(k.SERVICE, "plankton", "default") is None
     inferenceservice.resync_all(runtime.current())
     assert api.get(k.SERVICE, "plankton", "default") is not None
+
+
+def test_a_deployment_refused_by_a_quota_is_reported_and_retried(
+    apiserver: Any, operator: Any, monkeypatch: Any
+) -> None:
+    from deep_platform.controllers import retry
+
+    monkeypatch.setattr(retry.backoff, "first", 0.2)
+    apiserver.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "serving", "namespace": "default"},
+            "spec": {"hard": {"count/deployments.apps": "0"}},
+        }
+    )
+    api = operator.kube
+    api.create(example("module.yaml"))
+    api.create(example("inferenceservice.yaml"))
+
+    def refused(obj: dict[str, Any]) -> bool:
+        return (condition(obj, "Ready") or {}).get("reason") == "DeploymentRejected"
+
+    isvc = operator.wait_for(SERVICES, "plankton", "default", until=refused)
+    ready = condition(isvc, "Ready")
+    assert ready["status"] == "False" and "exceeded quota: serving" in ready["message"]
+    assert api.get(k.DEPLOYMENT, "plankton", "default") is None
+    raised = {"spec": {"hard": {"count/deployments.apps": "1"}}}
+    apiserver.patch("resourcequotas", "default", "serving", raised)
+    isvc = operator.wait_for(SERVICES, "plankton", "default", until=lambda o: not refused(o))
+    assert api.get(k.DEPLOYMENT, "plankton", "default") is not None
+
+
+def test_the_operator_streams_only_its_own_jobs_pods_and_deployments(apiserver: Any, operator: Any) -> None:
+    """On a cluster with thousands of pods, only the platform's children cross the network."""
+    api = operator.kube
+    api.create(example("module.yaml"))
+    api.create(example("trainingjob.yaml"))
+    operator.wait_for(TRAININGJOBS, "plankton-retrain", "default", until=reconciled)
+    watched = {plural: selector for _agent, plural, selector in apiserver.watch_selectors}
+    kind = "deep-hybrid-datacloud.eu/kind"
+    assert watched["jobs"] == f"{kind}=trainingjob"
+    assert watched["deployments"] == f"{kind}=inferenceservice"
+    assert watched["pods"] == f"{kind} in (trainingjob,inferenceservice)"
+    # the children carry the label the selectors ask for
+    job = api.get(k.JOB, "plankton-retrain", "default")
+    assert job["metadata"]["labels"][kind] == "trainingjob"
+    assert job["spec"]["template"]["metadata"]["labels"][kind] == "trainingjob"

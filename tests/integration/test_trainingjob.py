@@ -376,3 +376,29 @@ def test_a_field_removed_from_the_spec_leaves_the_created_job(apiserver: Any, op
     job = apiserver.get("jobs", NS, "retrain")
     assert job["spec"]["ttlSecondsAfterFinished"] == 60
     assert status(operator)["conditions"] and condition(status(operator), "Ready")["status"] == "True"
+
+
+def test_a_job_refused_by_a_quota_is_reported_and_retried(
+    apiserver: Any, operator: Any, monkeypatch: Any
+) -> None:
+    """No watch event says a quota was raised: the refusal is in the status and retried."""
+    from deep_platform.controllers import retry
+
+    monkeypatch.setattr(retry.backoff, "first", 0.2)
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "jobs", "namespace": NS},
+        "spec": {"hard": {"count/jobs.batch": "0"}},
+    }
+    apiserver.create(quota)
+    operator.kube.create(module())
+    operator.kube.create(trainingjob())
+    st = wait_phase(operator, "Pending", "JobRejected")
+    assert "exceeded quota: jobs" in st["message"] and "ask the site admin to raise it" in st["message"]
+    assert condition(st, "Ready")["status"] == "False"
+    assert ("JobRejected", "Warning") in events_for(apiserver, "retrain")
+    assert apiserver.get("jobs", NS, "retrain") is None
+    apiserver.patch("resourcequotas", NS, "jobs", {"spec": {"hard": {"count/jobs.batch": "1"}}})
+    st = wait_phase(operator, "Pending", "JobCreated")
+    assert condition(st, "Ready")["status"] == "True" and st["jobName"] == "retrain"

@@ -18,11 +18,11 @@ from ..builders.inferenceservice import VERSION_ANNOTATION, build_all, serving_i
 from ..conditions import set_condition
 from ..config import site_settings
 from ..gpu.inventory import read_inventories_or_none
-from ..kube import DEPLOYMENT, POD, kind_of
+from ..kube import DEPLOYMENT, POD, ApiError, kind_of
 from ..metrics import instrumented
 from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
-from . import resync, runtime, storage_volumes
+from . import resync, retry, runtime, storage_volumes
 from .reconciler import announce_transitions, invalid_spec_status, parse, plain, write_status
 from .settings import RESYNC_SECONDS
 
@@ -185,6 +185,36 @@ def serving_gpu_problem(rt: runtime.Runtime, isvc: InferenceService, module: Mod
     return gpu_problem(resources.gpu, read_nodes(rt.kube), inventories)
 
 
+def apply_serving_children(
+    rt: runtime.Runtime, isvc: InferenceService, module: Module | None
+) -> tuple[str, str] | None:
+    """Apply the storage volumes, Deployment and Service; (reason, message) if the API server
+    refuses one (a quota, a webhook), with a retry scheduled, else None."""
+    namespace = isvc.namespace or "default"
+    key = ("inferenceservice", namespace, isvc.name)
+    child: dict[str, Any] = {}
+    try:
+        storage_volumes.apply_storage_volumes(rt.kube, isvc)
+        for child in build_all(isvc, module):
+            rt.kube.apply(child)
+    except ApiError as exc:
+        if not retry.refused(exc):
+            raise
+        what = f"{child.get('kind', 'a storage volume')} {isvc.name}"
+        retry.backoff.schedule(key, lambda: reconcile_by_name(rt, namespace, isvc.name))
+        return f"{child.get('kind', 'Storage')}Rejected", retry.refusal_message(what, exc)
+    retry.backoff.succeeded(key)
+    return None
+
+
+def reconcile_by_name(rt: runtime.Runtime, namespace: str, name: str) -> None:
+    body = rt.kube.get(KIND, name, namespace)
+    if body is None:
+        retry.backoff.succeeded(("inferenceservice", namespace, name))  # gone: nothing to retry
+    elif not body["metadata"].get("deletionTimestamp"):
+        reconcile_inferenceservice(rt, body)
+
+
 @instrumented("inferenceservice")
 def reconcile_inferenceservice(
     rt: runtime.Runtime, body: dict[str, Any], apply_children: bool = True
@@ -218,12 +248,10 @@ def reconcile_inferenceservice(
         elif (gpu_issue := serving_gpu_problem(rt, isvc, module)) is not None:
             # no Deployment for a GPU no node has: the activator answers 503 with this message
             set_condition(status, "Ready", False, "Unschedulable", gpu_issue, generation)
+        elif apply_children and (refusal := apply_serving_children(rt, isvc, module)) is not None:
+            set_condition(status, "Ready", False, refusal[0], refusal[1], generation)
         else:
             namespace = isvc.namespace
-            if apply_children:
-                storage_volumes.apply_storage_volumes(rt.kube, isvc)
-                for child in build_all(isvc, module):
-                    rt.kube.apply(child)
             deployment = rt.kube.get(DEPLOYMENT, isvc.name, namespace)
             selector = ",".join(
                 f"{key}={value}"
@@ -246,5 +274,6 @@ def reconcile_inferenceservice(
             status,
             warning_reasons=lambda reason: (
                 reason in {"ModuleNotFound", "InvalidSpec", *FAILURE_REASONS, *STORAGE_FAILURE_REASONS}
+                or reason.endswith("Rejected")
             ),
         )

@@ -33,11 +33,12 @@ from ..builders.trainingjob import (
     training_resources,
 )
 from ..conditions import set_condition
+from ..errors import tail
 from ..gpu.inventory import read_inventories_or_none, running_gpu
 from ..metrics import instrumented
 from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
-from . import resync, runtime, storage_volumes
+from . import resync, retry, runtime, storage_volumes
 from .reconciler import parse, plain, write_status
 from .settings import RESYNC_SECONDS
 
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 KIND = k.kind_of(TrainingJob)
 MODULE_KIND = k.kind_of(Module)
 CHILD_LABELS = {LABEL_KIND: "trainingjob"}
-MESSAGE_TAIL = 800  # characters of a termination message kept in status and Events
 Key = tuple[str, str]
 
 
@@ -95,11 +95,6 @@ def _terminated(pod: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     state = _container(pod)
     return (state.get("state") or {}).get("terminated") or (state.get("lastState") or {}).get("terminated")
-
-
-def tail(text: str | None, limit: int = MESSAGE_TAIL) -> str:
-    text = (text or "").strip()
-    return text if len(text) <= limit else "..." + text[-limit:]
 
 
 def failure_reason(terminated: dict[str, Any] | None) -> str | None:
@@ -276,6 +271,7 @@ class _Memory:
             return self.locks.setdefault(key, threading.RLock())
 
     def forget(self, key: Key) -> None:
+        retry.backoff.succeeded(key)
         with self.guard:
             self.locks.pop(key, None)
             self.own_version.pop(key, None)
@@ -531,9 +527,16 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
             try:
                 made = rt.kube.create(desired)  # cheaper than apply, and never adopts a stranger's Job
                 memory.applied_job[_key(body)] = str(made["metadata"].get("resourceVersion"))
+                if before.reason == "JobRejected":
+                    retry.backoff.succeeded(_key(body))
                 job = made
                 live = wanted
             except k.ApiError as exc:
+                if retry.refused(exc):  # a quota, a webhook: say so, and try again later
+                    key = _key(body)
+                    retry.backoff.schedule(key, lambda: wake(rt, key))
+                    message = retry.refusal_message(f"Job {tj.name}", exc)
+                    return _block(status, "JobRejected", message, generation)
                 if not exc.conflict:
                     raise
                 job, created = rt.kube.get(k.JOB, tj.name, namespace), False
