@@ -11,6 +11,7 @@ patch, so the RBAC the chart grants can be read off this file.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -181,6 +182,44 @@ class Kube:
             query={"labelSelector": label_selector, "fieldSelector": field_selector},
         )
         return list(answer.get("items") or [])
+
+    def watch(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: int = 300,
+        on_open: Any = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Watch events ({"type", "object"}) from resource_version on, until the server ends
+        the watch (timeout_seconds) or the stream is shut down (on_open gets the response)."""
+        query = {
+            "watch": "true",
+            "labelSelector": label_selector,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        params = [(k, v) for k, v in query.items() if v is not None]
+        method, url, headers, _, _ = self._client.param_serialize(
+            "GET", kind.path(namespace), query_params=params,
+            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+        )
+        response = self._client.call_api(
+            method, url, header_params=headers, _request_timeout=(10, timeout_seconds + 30)
+        )
+        raw = response.response
+        if response.status >= 400:
+            raise _api_error(response.status, response.reason, response.read())
+        if on_open is not None:
+            on_open(raw)
+        try:
+            for line in raw:
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            raw.release_conn()
 
     # writes
 

@@ -106,12 +106,16 @@ def _deleted(type: str, **_: Any) -> bool:  # `type` is kopf's keyword
     return type == "DELETED"
 
 
-# the watch's DELETED event, not kopf.on.delete: that needs a finalizer (or kopf's own reasons to
-# keep one) to ever fire, and the TrainingJob controller deliberately leaves none
-@kopf.on.event(GROUP, VERSION, "inferenceservices", when=_deleted)
-@kopf.on.event(GROUP, VERSION, "trainingjobs", when=_deleted)
-def storage_owner_deleted(body: kopf.Body, **_: Any) -> None:
+def storage_owner_gone(kube: Kube, kind: str, namespace: str, name: str) -> None:
+    """A TrainingJob or InferenceService is gone: its CSI volumes (if any) go too."""
     if site_settings().rclone_csi_driver:
-        meta = body.get("metadata") or {}
-        kind = str(body.get("kind", "")).lower()
-        delete_storage_volumes(runtime.current().kube, kind, meta["namespace"], meta["name"])
+        delete_storage_volumes(kube, kind, namespace, name)
+
+
+# the watch's DELETED event, not kopf.on.delete: that needs a finalizer (or kopf's own reasons to
+# keep one) to ever fire, and the controllers deliberately leave none (TrainingJobs: on their
+# own watch, trainingjob.py)
+@kopf.on.event(GROUP, VERSION, "inferenceservices", when=_deleted)
+def storage_owner_deleted(body: kopf.Body, **_: Any) -> None:
+    meta = body.get("metadata") or {}
+    storage_owner_gone(runtime.current().kube, "inferenceservice", meta["namespace"], meta["name"])

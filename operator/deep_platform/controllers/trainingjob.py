@@ -39,7 +39,8 @@ from ..metrics import instrumented
 from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
 from . import resync, retry, runtime, storage_volumes
-from .reconciler import parse, plain, write_status
+from .informer import Informer, KeyedQueue
+from .reconciler import parse, write_status
 from .settings import RESYNC_SECONDS
 
 log = logging.getLogger(__name__)
@@ -301,44 +302,133 @@ def _key(body: dict[str, Any]) -> Key:
     return body["metadata"].get("namespace") or "", body["metadata"]["name"]
 
 
-# --- handlers ----------------------------------------------------------------------------------
+# --- events ------------------------------------------------------------------------------------
+#
+# The watches (informer.py) run a cheap filter in their own thread and queue the TrainingJob
+# concerned; the queue's workers reconcile. What waits in the queue for a key:
+#   ("event", body)  a TrainingJob event: reconcile that body (the newest the watch has seen)
+#   ("job", version) an event of its Job: reconcile as it is now, unless it is our own write's echo
+#   ("fresh", None)  a pod, a Module, the resync: reconcile as it is now
+#   ("gone", None)   deleted: forget it (the Job and pods go by garbage collection)
+
+Work = tuple[str, Any]
+RANK = {"job": 0, "event": 1, "fresh": 2}
+CHILD_SELECTOR = ",".join(f"{label}={value}" for label, value in CHILD_LABELS.items())
 
 
-def _news(body: kopf.Body, **_: Any) -> bool:
-    """Cheap pre-check in kopf's loop: the echo of our own status write needs no thread."""
-    meta = body.get("metadata") or {}
-    key = (meta.get("namespace") or "", meta.get("name") or "")
-    own, version = memory.own_version.get(key), _version({"metadata": dict(meta)})
-    mine = own is not None and own[0] == meta.get("uid")
-    return not (mine and own is not None and version is not None and version <= own[1])
+def _keep(waiting: Work, new: Work) -> bool:
+    """Whether the work waiting for a key covers the new one (else the new one replaces it)."""
+    if new[0] == "gone":
+        return False
+    if waiting[0] == "gone":
+        return new[0] != "event"  # only an event can be a TrainingJob made again with the name
+    return RANK[waiting[0]] > RANK[new[0]]
 
 
-def _job_news(body: kopf.Body, **_: Any) -> bool:
-    """Cheap pre-check: a Job event about a TrainingJob we know that is not our own write's echo."""
-    meta = body.get("metadata") or {}
+def _is_echo(obj: dict[str, Any]) -> bool:
+    """Our own status write (or older): a newer event comes if anything changed."""
+    own, version = memory.own_version.get(_key(obj)), _version(obj)
+    mine = own is not None and own[0] == obj["metadata"].get("uid")
+    return mine and own is not None and version is not None and version <= own[1]
+
+
+def on_trainingjob(type_: str, obj: dict[str, Any]) -> None:
+    key = _key(obj)
+    if type_ == "DELETED":
+        watches.add(key, ("gone", obj))
+    elif not _is_echo(obj):
+        memory.known[key] = str(obj["metadata"].get("uid"))  # before its Job's first event
+        watches.add(key, ("event", obj))
+
+
+def on_job(type_: str, obj: dict[str, Any]) -> None:
+    meta = obj.get("metadata") or {}
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") != "TrainingJob" or not str(owner.get("apiVersion", "")).startswith(GROUP):
+            continue
+        key = (meta.get("namespace") or "", owner.get("name") or "")
+        if memory.known.get(key) != owner.get("uid"):
+            continue  # not a TrainingJob we know (yet): its own event reconciles it
+        version = None if type_ == "DELETED" else meta.get("resourceVersion")
+        watches.add(key, ("job", version))
+
+
+def on_pod(_type: str, obj: dict[str, Any]) -> None:
+    meta = obj.get("metadata") or {}
     for owner in meta.get("ownerReferences") or []:
         key = (meta.get("namespace") or "", owner.get("name") or "")
-        ours = owner.get("kind") == "TrainingJob" and memory.known.get(key) == owner.get("uid")
-        if ours and memory.applied_job.get(key) != meta.get("resourceVersion"):
-            return True
-    return False
+        if owner.get("kind") == "Job" and key in memory.known:  # the Job has the TrainingJob's name
+            watches.add(key, ("fresh", None))
 
 
-@kopf.on.event(GROUP, VERSION, "trainingjobs", when=_news)
-def trainingjob_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-    """Every event reconciles (no kopf bookkeeping is written); echoes of our own writes do not."""
-    obj = plain(body)
-    key = _key(obj)
-    if type == "DELETED":
-        memory.forget(key)  # the Job and its pods go by garbage collection
+def process(key: Key, work: Work) -> None:
+    """A queue worker's turn for one TrainingJob."""
+    what, payload = work
+    rt = runtime.current()
+    if what == "gone":
+        memory.forget(key)
+        storage_volumes.storage_owner_gone(rt.kube, "trainingjob", key[0], key[1])
         return
-    memory.known[key] = str(obj["metadata"].get("uid"))
     with memory.lock(key):
-        version, own = _version(obj), memory.own_version.get(key)
-        mine = own is not None and own[0] == obj["metadata"].get("uid")
-        if version is not None and own is not None and mine and version <= own[1]:
-            return  # our own status write (or older): a newer event comes if anything changed
-        reconcile_trainingjob(runtime.current(), obj)
+        if what == "job" and payload is not None and memory.applied_job.get(key) == payload:
+            return  # the echo of our own write: its status is already written
+        if what == "event":
+            if not _is_echo(payload):
+                reconcile_trainingjob(rt, payload)
+            return
+    wake(rt, key)
+
+
+class _Watches:
+    """The TrainingJob, Job and pod watches and the queue between them and the reconciliation,
+    started and stopped with the operator."""
+
+    def __init__(self) -> None:
+        self.queue: KeyedQueue[Key, Work] | None = None
+        self.informers: list[Informer] = []
+
+    def add(self, key: Key, work: Work) -> None:
+        if self.queue is not None:
+            self.queue.add(key, work)
+
+    def start(self, rt: runtime.Runtime) -> None:
+        self.queue = KeyedQueue(process, rt.config.workers, "trainingjob", keep=_keep)
+        namespaces: list[str | None] = list(rt.config.namespaces) or [None]
+        for namespace in namespaces:
+            self.informers += [
+                Informer(rt.kube, KIND, on_trainingjob, namespace),
+                Informer(rt.kube, k.JOB, on_job, namespace, CHILD_SELECTOR),
+                Informer(rt.kube, k.POD, on_pod, namespace, CHILD_SELECTOR),
+            ]
+        for informer in self.informers:
+            informer.start()
+        for informer in self.informers:  # ready means listed, as kopf's own watches
+            if not informer.listed.wait(30):
+                log.warning("%s: no first list within 30 s; it keeps trying", informer.name)
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        return self.queue.drain(timeout) if self.queue is not None else True
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+        self.informers = []
+        if self.queue is not None:
+            self.queue.stop()
+            self.queue = None
+
+
+watches = _Watches()
+
+
+@kopf.on.startup(id="trainingjob-watches-start")
+def start_watches(**_: Any) -> None:
+    watches.start(runtime.current())
+
+
+@kopf.on.cleanup(id="trainingjob-watches-stop")
+def stop_watches(**_: Any) -> None:
+    watches.stop()
 
 
 @resync.every(RESYNC_SECONDS, "trainingjob")
@@ -347,29 +437,9 @@ def resync_all(rt: runtime.Runtime) -> None:
     namespaces: list[str | None] = list(rt.config.namespaces) or [None]
     for namespace in namespaces:
         for body in rt.kube.list(KIND, namespace):
-            wake(rt, _key(body))
+            watches.add(_key(body), ("fresh", None))
+    watches.drain()
     storage_volumes.sweep_now_and_then(rt.kube)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, when=_job_news)
-def job_event(body: kopf.Body, **_: Any) -> None:
-    for owner in body.get("metadata", {}).get("ownerReferences") or []:
-        if owner.get("kind") == "TrainingJob" and owner.get("apiVersion", "").startswith(GROUP):
-            key = (body["metadata"]["namespace"], owner["name"])
-            if memory.known.get(key) != owner.get("uid"):
-                continue  # not a TrainingJob we know (yet): its own event reconciles it
-            with memory.lock(key):  # after our write returned, so its echo is recognised
-                if memory.applied_job.get(key) == body["metadata"].get("resourceVersion"):
-                    continue  # the echo of our own write: its status is already written
-                wake(runtime.current(), key)
-
-
-@kopf.on.event("v1", "pods", labels=CHILD_LABELS)
-def pod_event(body: kopf.Body, **_: Any) -> None:
-    for owner in body.get("metadata", {}).get("ownerReferences") or []:
-        key = (body["metadata"]["namespace"], owner["name"])
-        if owner.get("kind") == "Job" and key in memory.known:  # the Job has the TrainingJob's name
-            wake(runtime.current(), key)
 
 
 @kopf.on.event(GROUP, VERSION, "modules")
@@ -377,9 +447,8 @@ def module_event(type: str | None, body: kopf.Body, **_: Any) -> None:
     """A Module that appears or changes releases the TrainingJobs waiting for it at once."""
     if type == "DELETED":
         return
-    rt = runtime.current()
     for key in memory.waiters(body["metadata"]["name"]):
-        wake(rt, key)
+        watches.add(key, ("fresh", None))
 
 
 def wake(rt: runtime.Runtime, key: Key) -> None:
