@@ -1388,6 +1388,23 @@ class ApiServer(kmock.KubernetesEmulator):
             and since != "0"
             and ((self._history and int(since) >= self._history[0].rv - 1) or int(since) >= self._rv)
         )
+        if since.isdigit() and since != "0" and not replay:
+            # older than the history kept: a real server answers 410 and the client lists again
+            oldest = self._history[0].rv - 1 if self._history else self._rv
+            expired = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "message": f"too old resource version: {since} ({oldest})",
+                "reason": "Expired",
+                "code": 410,
+            }
+            assert request._raw_request is not None
+            response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request._raw_request)
+            await response.write(json.dumps({"type": "ERROR", "object": expired}).encode() + b"\n")
+            await response.write_eof()
+            return response
         if replay:
             for event in self._history:
                 if event.rv > int(since) and event.gk == rt.gk and (ev := self._for_watcher(watcher, event)):

@@ -10,6 +10,7 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -677,6 +678,21 @@ def test_watch_resume_selectors_and_timeout(api: ApiServer, core: kubernetes.cli
         for e in watch.stream(core.list_namespaced_config_map, "default", timeout_seconds=1)
     ]
     assert seen == [("ADDED", "new")]
+
+
+def test_watch_from_a_version_older_than_the_history_is_410_expired() -> None:
+    with ApiServer.running(history=3) as small:
+        listed = urllib.request.urlopen(f"{small.url}/api/v1/namespaces/default/configmaps", timeout=10)
+        rv = json.loads(listed.read())["metadata"]["resourceVersion"]
+        for i in range(5):
+            small.create({"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": f"c{i}", "namespace": "default"}})
+        url = f"{small.url}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}"
+        with urllib.request.urlopen(url, timeout=10) as stream:
+            lines = [json.loads(line) for line in stream]
+        assert [line["type"] for line in lines] == ["ERROR"]
+        assert (lines[0]["object"]["code"], lines[0]["object"]["reason"]) == (410, "Expired")
+        assert lines[0]["object"]["message"].startswith(f"too old resource version: {rv} (")
 
 
 def test_helpers_write_through_the_same_logic_and_notify_watchers(

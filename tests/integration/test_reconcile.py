@@ -138,7 +138,7 @@ def test_the_operator_streams_only_its_own_jobs_pods_and_deployments(apiserver: 
     operator.wait_for(TRAININGJOBS, "plankton-retrain", "default", until=reconciled)
     kind = "deep-hybrid-datacloud.eu/kind"
     children = {"jobs", "pods", "deployments"}
-    watched = {(plural, selector) for _agent, plural, selector in apiserver.watch_selectors if plural in children}
+    watched = {(plural, selector) for _, plural, selector in apiserver.watch_selectors if plural in children}
     assert watched == {
         ("jobs", f"{kind}=trainingjob"),
         ("pods", f"{kind}=trainingjob"),
