@@ -127,6 +127,20 @@ def test_new_module_image_rolls_out_unless_pinned(operator: Any) -> None:
     assert any(e.endswith("/default/plankton/") for e in entry["endpoints"])
 
 
+def test_a_service_that_moves_to_another_module_leaves_the_old_ones_users(operator: Any) -> None:
+    api = operator.kube
+    api.create(module_body())
+    api.create(module_body("other-module"))
+    api.create(yaml.safe_load((EXAMPLES / "inferenceservice.yaml").read_text()))
+    operator.wait_for(MODULES, "phyto-plankton-classification",
+                      until=lambda o: o.get("status", {}).get("inferenceServices") == ["default/plankton"])
+    api.patch(SERVICES, "plankton", "default", {"spec": {"module": "other-module"}})
+    operator.wait_for(MODULES, "other-module",
+                      until=lambda o: o.get("status", {}).get("inferenceServices") == ["default/plankton"])
+    operator.wait_for(MODULES, "phyto-plankton-classification",
+                      until=lambda o: not o.get("status", {}).get("inferenceServices"), timeout=5)
+
+
 async def test_http_api_and_pages(operator: Any, apiserver: Any) -> None:
     api = operator.kube
     api.create(module_body())

@@ -98,16 +98,26 @@ def module_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
     reconcile_module(rt, plain(body), indexed_users(kwargs, name))
 
 
+#: the Module each InferenceService served at its last event: a service that moves to another
+#: Module leaves the old one's users at once, not at the next resync
+_served: dict[tuple[str, str], str] = {}
+
+
 @kopf.on.event(GROUP, VERSION, "inferenceservices")
-def inferenceservice_event(body: kopf.Body, **kwargs: Any) -> None:
-    """A service that starts or stops using a Module updates that Module's users and endpoints."""
+def inferenceservice_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+    """A service that starts or stops using a Module updates that Module's users and endpoints
+    (the one it serves now, and the one it served before)."""
+    meta = body["metadata"]
+    key = (meta.get("namespace") or "", meta["name"])
     name = (body.get("spec") or {}).get("module")
-    if not name:
-        return
+    previous = _served.pop(key, None)
+    if name and type != "DELETED":
+        _served[key] = name
     rt = runtime.current()
-    module = rt.kube.get(KIND, name)
-    if module is not None:
-        reconcile_module(rt, module, indexed_users(kwargs, name))
+    for module_name in sorted({n for n in (name, previous) if n}):
+        module = rt.kube.get(KIND, module_name)
+        if module is not None:
+            reconcile_module(rt, module, indexed_users(kwargs, module_name))
 
 
 @kopf.on.cleanup()
