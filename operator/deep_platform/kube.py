@@ -145,19 +145,23 @@ class Kube:
         timeout: float = 30,
     ) -> Any:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        params = [(k, v) for k, v in (query or {}).items() if v is not None]
-        # the generated client signs the request (token, exec plugin refresh) and builds the URL
-        method, url, headers, _, _ = self._client.param_serialize(
-            method, path, query_params=params, header_params=headers,
-            auth_settings=["BearerToken"],
-        )
-        response = self._client.call_api(
-            method, url, header_params=headers, body=body, _request_timeout=timeout
-        )
+        response = self._send(method, path, query, headers, body, timeout)
         data = response.read()
         if response.status >= 400:
             raise _api_error(response.status, response.reason, data)
         return json.loads(data) if data else None
+
+    def _send(
+        self, method: str, path: str, query: dict[str, Any] | None, headers: dict[str, str],
+        body: Any, timeout: float | tuple[float, float],
+    ) -> Any:
+        """The response, its body not read yet."""
+        params = [(k, v) for k, v in (query or {}).items() if v is not None]
+        # the generated client signs the request (token, exec plugin refresh) and builds the URL
+        method, url, headers, _, _ = self._client.param_serialize(
+            method, path, query_params=params, header_params=headers, auth_settings=["BearerToken"]
+        )
+        return self._client.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
 
     # reads
 
@@ -201,14 +205,9 @@ class Kube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
-        params = [(k, v) for k, v in query.items() if v is not None]
-        method, url, headers, _, _ = self._client.param_serialize(
-            "GET", kind.path(namespace), query_params=params,
-            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
-        )
-        response = self._client.call_api(
-            method, url, header_params=headers, _request_timeout=(10, timeout_seconds + 30)
-        )
+        accept = {"Accept": "application/json"}
+        timeouts = (10, timeout_seconds + 30)  # connect; read: the server ends the watch first
+        response = self._send("GET", kind.path(namespace), query, accept, None, timeouts)
         raw = response.response
         if response.status >= 400:
             raise _api_error(response.status, response.reason, response.read())
