@@ -11,7 +11,7 @@ patch, so the RBAC the chart grants can be read off this file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -194,7 +194,7 @@ class Kube:
         label_selector: str | None = None,
         resource_version: str | None = None,
         timeout_seconds: int = 300,
-        on_open: Any = None,
+        on_open: Callable[[Any], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Watch events ({"type", "object"}) from resource_version on, until the server ends
         the watch (timeout_seconds) or the stream is shut down (on_open gets the response)."""

@@ -203,14 +203,14 @@ def apply_serving_children(
         what = f"{child.get('kind', 'a storage volume')} {isvc.name}"
         retry.backoff.schedule(key, lambda: reconcile_by_name(rt, namespace, isvc.name))
         return f"{child.get('kind', 'Storage')}Rejected", retry.refusal_message(what, exc)
-    retry.backoff.succeeded(key)
+    retry.backoff.reset(key)
     return None
 
 
 def reconcile_by_name(rt: runtime.Runtime, namespace: str, name: str) -> None:
     body = rt.kube.get(KIND, name, namespace)
     if body is None:
-        retry.backoff.succeeded(("inferenceservice", namespace, name))  # gone: nothing to retry
+        retry.backoff.reset(("inferenceservice", namespace, name))  # gone: nothing to retry
     elif not body["metadata"].get("deletionTimestamp"):
         reconcile_inferenceservice(rt, body)
 

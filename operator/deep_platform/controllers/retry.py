@@ -42,7 +42,8 @@ def refusal_message(what: str, exc: k.ApiError) -> str:
 
 
 class Backoff:
-    """One pending retry per key, 5 s doubling up to 5 min; `succeeded` starts again at 5 s."""
+    """One pending retry per key, 5 s doubling up to 5 min; `reset` (the write went through, or
+    the object is gone) drops the pending retry and starts again at 5 s."""
 
     def __init__(self, first: float = 5.0, cap: float = 300.0) -> None:
         self.first, self.cap = first, cap
@@ -71,7 +72,7 @@ class Backoff:
         except Exception:  # the next event or resync tries again
             log.exception("retry of %s failed", key)
 
-    def succeeded(self, key: Hashable) -> None:
+    def reset(self, key: Hashable) -> None:
         with self.guard:
             self.attempts.pop(key, None)
             timer = self.timers.pop(key, None)

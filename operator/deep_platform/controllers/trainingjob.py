@@ -272,7 +272,7 @@ class _Memory:
             return self.locks.setdefault(key, threading.RLock())
 
     def forget(self, key: Key) -> None:
-        retry.backoff.succeeded(key)
+        retry.backoff.reset(_retry_key(key))
         with self.guard:
             self.locks.pop(key, None)
             self.own_version.pop(key, None)
@@ -300,6 +300,11 @@ def _version(obj: dict[str, Any]) -> int | None:
 
 def _key(body: dict[str, Any]) -> Key:
     return body["metadata"].get("namespace") or "", body["metadata"]["name"]
+
+
+def _retry_key(key: Key) -> tuple[str, str, str]:
+    """The key in retry.backoff, which InferenceServices share."""
+    return ("trainingjob", *key)
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -335,7 +340,7 @@ def _is_echo(obj: dict[str, Any]) -> bool:
 def on_trainingjob(type_: str, obj: dict[str, Any]) -> None:
     key = _key(obj)
     if type_ == "DELETED":
-        watches.add(key, ("gone", obj))
+        watches.add(key, ("gone", None))
     elif not _is_echo(obj):
         memory.known[key] = str(obj["metadata"].get("uid"))  # before its Job's first event
         watches.add(key, ("event", obj))
@@ -596,14 +601,13 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
             try:
                 made = rt.kube.create(desired)  # cheaper than apply, and never adopts a stranger's Job
                 memory.applied_job[_key(body)] = str(made["metadata"].get("resourceVersion"))
-                if before.reason == "JobRejected":
-                    retry.backoff.succeeded(_key(body))
+                retry.backoff.reset(_retry_key(_key(body)))
                 job = made
                 live = wanted
             except k.ApiError as exc:
                 if retry.refused(exc):  # a quota, a webhook: say so, and try again later
-                    key = _key(body)
-                    retry.backoff.schedule(key, lambda: wake(rt, key))
+                    key = _key(body)  # retried through the queue, as any other wake-up
+                    retry.backoff.schedule(_retry_key(key), lambda: watches.add(key, ("fresh", None)))
                     message = retry.refusal_message(f"Job {tj.name}", exc)
                     return _block(status, "JobRejected", message, generation)
                 if not exc.conflict:
