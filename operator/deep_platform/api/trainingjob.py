@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -18,7 +19,12 @@ from .common import (
     Toleration,
 )
 
-HYPERPARAMETER_VALUE_EXTRA: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+#: An object of free-form values. Not a map of untyped values (`additionalProperties` with
+#: preserve-unknown-fields): CEL drops such a field from its type, so a real API server refuses
+#: every rule that names it ("undefined field"). Names and values are checked by the model.
+HYPERPARAMETERS_EXTRA: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+#: what `deepaas-cli train --NAME=value` accepts as NAME
+HYPERPARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 class TrainingJobSpec(ApiModel):
@@ -44,7 +50,7 @@ class TrainingJobSpec(ApiModel):
             "Training arguments, passed to `deepaas-cli train` as `--name value` options "
             "(numbers, booleans, strings and lists)."
         ),
-        json_schema_extra={"additionalProperties": HYPERPARAMETER_VALUE_EXTRA},
+        json_schema_extra=HYPERPARAMETERS_EXTRA,
     )
     command: list[str] | None = Field(
         None,
@@ -100,6 +106,17 @@ class TrainingJobSpec(ApiModel):
         ),
         json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 255}},
     )
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyperparameter_names(cls, values: dict[str, Any]) -> dict[str, Any]:
+        bad = [name for name in values if not HYPERPARAMETER_NAME.match(name)]
+        if bad:
+            raise ValueError(
+                f"hyperparameter names become `deepaas-cli train --NAME=value` options: {bad} "
+                "must start with a letter or `_` and hold only letters, digits, `_` and `-`"
+            )
+        return values
 
     @field_validator("non_retryable_exit_codes")
     @classmethod
@@ -161,8 +178,8 @@ class TrainingJob(CustomObject[TrainingJobSpec, TrainingJobStatus]):
             SpecRule(
                 "spec.hyperparameters are passed to deepaas-cli train; with spec.command, "
                 "pass them in spec.args instead",
-                "!has(self.command) || !has(self.hyperparameters) || size(self.hyperparameters) == 0",
-                lambda spec: spec.command is None or not spec.hyperparameters,
+                "!has(self.command) || !has(self.hyperparameters)",
+                lambda spec: spec.command is None or "hyperparameters" not in spec.model_fields_set,
             ),
         ),
     )
