@@ -12,40 +12,47 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 import yaml
+from kubernetes.client import Configuration
 
 from deep_platform import kube as k
 from deep_platform.api.crdgen import KINDS, crd
 from deep_platform.config import OperatorConfig
 from deep_platform.operator import run
+from tests.harness import realserver
+from tests.harness.node_kubelet import NodeKubelet, NodeShape, default_outcome
 from tests.harness.operator_fixtures import RunningOperator, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
-def _cluster() -> k.Kube | str:
-    """A client for the current context, or the reason there is none."""
-    if os.environ.get("DEEP_E2E") == "0":
-        return "DEEP_E2E=0"
-    try:
-        api = k.Kube(k.load_configuration(), component="e2e")
-    except Exception as exc:  # no kubeconfig, unreadable kubeconfig...
-        return f"no kubeconfig ({type(exc).__name__})"
-    try:
-        api.request("GET", "/version", timeout=5)
-    except Exception as exc:
-        return f"cluster at {api.host} unreachable ({type(exc).__name__})"
-    return api
+def client_for(server: realserver.RealServer, component: str = "e2e") -> k.Kube:
+    configuration = Configuration()
+    kubernetes.config.load_kube_config(
+        config_file=str(server.kubeconfig) if server.kubeconfig else None, client_configuration=configuration)
+    return k.Kube(configuration, component=component)
 
 
 @pytest.fixture(scope="session")
-def cluster() -> k.Kube:
-    found = _cluster()
-    if isinstance(found, str):
-        pytest.skip(f"no Kubernetes cluster reachable: {found}; set KUBECONFIG to run e2e tests")
-    return found
+def real_server() -> Iterator[realserver.RealServer]:
+    """The real API server of this run (see tests/harness/realserver.py), or a one-line skip."""
+    with realserver.session() as found:
+        if isinstance(found, str):
+            pytest.skip(f"no Kubernetes cluster: {found}; set KUBECONFIG to run e2e tests")
+        yield found
+
+
+@pytest.fixture(scope="session")
+def cluster(real_server: realserver.RealServer) -> k.Kube:
+    api = client_for(real_server)
+    try:
+        api.request("GET", "/version", timeout=5)
+    except Exception as exc:
+        pytest.skip(f"cluster at {api.host} ({real_server.origin}) unreachable ({type(exc).__name__})")
+    return api
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +106,29 @@ def e2e_operator(
     yield RunningOperator(kube=cluster, config=config)
     stop.set()
     thread.join(30)
+
+
+#: the nodes every e2e test finds: one with 4 whole GPUs, one with MIG slices, one without GPUs
+NODES = [
+    NodeShape("e2e-gpu-a100", gpus=4),
+    NodeShape("e2e-gpu-mig", product="NVIDIA-A100-SXM4-40GB", gpu_memory_mib=40960, mig={"1g.5gb": 7}),
+    NodeShape("e2e-cpu", taint_gpu=False),
+]
+
+
+@pytest.fixture(scope="session")
+def node_kubelet(cluster: k.Kube) -> Iterator[NodeKubelet]:
+    """The kubelet stand-in on NODES for the whole session; a test sets `.decide` for its pods."""
+    with NodeKubelet(cluster, NODES) as kubelet:
+        yield kubelet
+
+
+@pytest.fixture
+def kubelet(node_kubelet: NodeKubelet) -> Iterator[NodeKubelet]:
+    """The session's kubelet stand-in, its pod outcomes reset to the defaults after the test."""
+    yield node_kubelet
+    node_kubelet.decide = default_outcome
+    node_kubelet.on_running = node_kubelet.on_stopped = None
 
 
 def example(name: str, namespace: str | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from deep_platform import kube as k
 from deep_platform.api import TrainingJob
+from tests.harness.node_kubelet import NodeKubelet, Outcome
 from tests.harness.operator_fixtures import wait_until
 
 TJ = k.kind_of(TrainingJob)
@@ -30,7 +31,7 @@ def phase(api: k.Kube, name: str, namespace: str, wanted: str) -> dict[str, Any]
     return wait_until(probe, timeout=240, interval=1, what=f"TrainingJob {name} {wanted}")
 
 
-def test_training_succeeds_and_deletion_cascades(e2e_operator: Any, namespace: str) -> None:
+def test_training_succeeds_and_deletion_cascades(e2e_operator: Any, namespace: str, kubelet: NodeKubelet) -> None:
     api = e2e_operator.kube
     api.apply(trainingjob("ok", namespace, "echo training; sleep 2"))
     st = phase(api, "ok", namespace, "Succeeded")
@@ -41,8 +42,9 @@ def test_training_succeeds_and_deletion_cascades(e2e_operator: Any, namespace: s
                what="the Job to be garbage-collected")
 
 
-def test_permanent_failure_is_not_retried(e2e_operator: Any, namespace: str) -> None:
+def test_permanent_failure_is_not_retried(e2e_operator: Any, namespace: str, kubelet: NodeKubelet) -> None:
     api = e2e_operator.kube
+    kubelet.decide = lambda pod: Outcome(exit_code=3, message="ValueError: bad learning rate")
     api.apply(trainingjob("bad", namespace, "echo 'ValueError: bad learning rate' >&2; exit 3"))
     st = phase(api, "bad", namespace, "Failed")
     assert st["reason"] == "ExitCode3", st

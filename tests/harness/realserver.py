@@ -1,0 +1,101 @@
+"""Which real Kubernetes API server the e2e tests (and real-server benchmarks) talk to.
+
+In order: the cluster of `$KUBECONFIG` when it is set; else the local control plane of
+`shared/k8s` (etcd, kube-apiserver, kube-controller-manager, kube-scheduler of Kubernetes 1.36,
+no kubelet), started here and stopped at the end when this checkout has it beside it (CI does;
+`DEEP_K8S_DIR` points elsewhere); else the default kubeconfig (`~/.kube/config`); else none,
+and the caller skips with the one-line reason.
+
+The control plane keeps its state in `DEEP_K8S_HOME` (default `<tmp>/deep-k8s-tests`) and listens
+on the ports of `DEEP_K8S_*_PORT` (defaults of its own, so that it never meets a developer's
+control plane on the standard ports). `DEEP_E2E=0` turns every real-server test off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: ports of the tests' own control plane unless the environment says otherwise
+DEFAULT_PORTS = {
+    "DEEP_K8S_APISERVER_PORT": "17443",
+    "DEEP_K8S_ETCD_PORT": "13379",
+    "DEEP_K8S_ETCD_PEER_PORT": "13380",
+    "DEEP_K8S_KCM_PORT": "21257",
+    "DEEP_K8S_SCHEDULER_PORT": "21259",
+}
+
+
+@dataclass(frozen=True)
+class RealServer:
+    kubeconfig: Path | None  # None: the default kubeconfig of the kubernetes client
+    origin: str  # for messages: where it came from
+    home: Path | None = None  # the control plane's state folder, when this process started it
+
+
+def shared_k8s_dir() -> Path | None:
+    explicit = os.environ.get("DEEP_K8S_DIR")
+    candidate = Path(explicit) if explicit else ROOT.parent / "shared" / "k8s"
+    return candidate if (candidate / "up.sh").is_file() else None
+
+
+def control_plane_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DEEP_K8S_HOME", str(Path(tempfile.gettempdir()) / "deep-k8s-tests"))
+    for name, port in DEFAULT_PORTS.items():
+        env.setdefault(name, port)
+    return env
+
+
+def start_control_plane(k8s: Path) -> RealServer:
+    """Run shared/k8s/up.sh (idempotent) and return the kubeconfig it printed last."""
+    env = control_plane_env()
+    done = subprocess.run(
+        ["bash", str(k8s / "up.sh")], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    last = done.stdout.strip().splitlines()[-1:] if done.stdout.strip() else []
+    if done.returncode != 0 or not last or not last[0].startswith("KUBECONFIG="):
+        raise RuntimeError(f"{k8s}/up.sh failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    return RealServer(Path(last[0].split("=", 1)[1]), f"control plane of {k8s}", Path(env["DEEP_K8S_HOME"]))
+
+
+def stop_control_plane(server: RealServer) -> None:
+    k8s = shared_k8s_dir()
+    if k8s is None or server.home is None or os.environ.get("DEEP_K8S_KEEP") == "1":
+        return
+    env = control_plane_env()
+    env["DEEP_K8S_HOME"] = str(server.home)
+    subprocess.run(["bash", str(k8s / "down.sh"), "--wipe"], env=env, capture_output=True, timeout=60, check=False)
+
+
+def find() -> RealServer | str:
+    """The real server to use, or why there is none (one line)."""
+    if os.environ.get("DEEP_E2E") == "0":
+        return "DEEP_E2E=0"
+    if os.environ.get("KUBECONFIG"):
+        return RealServer(Path(os.environ["KUBECONFIG"]), "$KUBECONFIG")
+    k8s = shared_k8s_dir()
+    if k8s is not None:
+        return start_control_plane(k8s)
+    default = Path.home() / ".kube" / "config"
+    if default.is_file():
+        return RealServer(None, str(default))
+    return "no $KUBECONFIG, no ~/.kube/config and no shared/k8s control plane beside this checkout"
+
+
+@contextlib.contextmanager
+def session() -> Iterator[RealServer | str]:
+    """find(), and stop the control plane afterwards if this process started it."""
+    found = find()
+    try:
+        yield found
+    finally:
+        if isinstance(found, RealServer):
+            stop_control_plane(found)
