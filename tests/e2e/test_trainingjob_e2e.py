@@ -31,7 +31,9 @@ def phase(api: k.Kube, name: str, namespace: str, wanted: str) -> dict[str, Any]
     return wait_until(probe, timeout=240, interval=1, what=f"TrainingJob {name} {wanted}")
 
 
-def test_training_succeeds_and_deletion_cascades(e2e_operator: Any, namespace: str, kubelet: NodeKubelet) -> None:
+def test_training_succeeds_and_deletion_cascades(
+    e2e_operator: Any, namespace: str, kubelet: NodeKubelet
+) -> None:
     api = e2e_operator.kube
     api.apply(trainingjob("ok", namespace, "echo training; sleep 2"))
     st = phase(api, "ok", namespace, "Succeeded")

@@ -66,22 +66,28 @@ class NodeShape:
     labels: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
-        labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64", **self.labels}
+        labels = {
+            "kubernetes.io/hostname": self.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            **self.labels,
+        }
         capacity = {"cpu": self.cpu, "memory": self.memory, "pods": "250", "ephemeral-storage": "500Gi"}
         taints = []
         if self.gpus or self.mig:
             # what NVIDIA's GPU feature discovery labels a GPU node with
-            labels.update({
-                "nvidia.com/gpu.present": "true",
-                "nvidia.com/gpu.product": self.product,
-                "nvidia.com/gpu.count": str(self.gpus),
-                "nvidia.com/gpu.memory": str(self.gpu_memory_mib),
-                "nvidia.com/gpu.family": "ampere",
-                "nvidia.com/cuda.driver.major": "550",
-                "nvidia.com/mig.strategy": "mixed" if self.mig else "none",
-                "feature.node.kubernetes.io/pci-10de.present": "true",
-            })
+            labels.update(
+                {
+                    "nvidia.com/gpu.present": "true",
+                    "nvidia.com/gpu.product": self.product,
+                    "nvidia.com/gpu.count": str(self.gpus),
+                    "nvidia.com/gpu.memory": str(self.gpu_memory_mib),
+                    "nvidia.com/gpu.family": "ampere",
+                    "nvidia.com/cuda.driver.major": "550",
+                    "nvidia.com/mig.strategy": "mixed" if self.mig else "none",
+                    "feature.node.kubernetes.io/pci-10de.present": "true",
+                }
+            )
             if self.gpus:
                 capacity["nvidia.com/gpu"] = str(self.gpus)
             for profile, count in self.mig.items():
@@ -89,10 +95,13 @@ class NodeShape:
                 labels[f"nvidia.com/mig-{profile}.count"] = str(count)
             if self.taint_gpu:
                 taints.append({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"})
-        return {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": self.name, "labels": labels},
-                "spec": {"taints": taints} if taints else {},
-                "status": {"capacity": capacity, "allocatable": capacity}}
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.name, "labels": labels},
+            "spec": {"taints": taints} if taints else {},
+            "status": {"capacity": capacity, "allocatable": capacity},
+        }
 
 
 def now() -> str:
@@ -173,29 +182,46 @@ class NodeKubelet:
         if self.api.get(k.NODE, shape.name) is None:
             self.api.create(body)
         status["conditions"] = [self._node_condition()]
-        status["nodeInfo"] = {"kubeletVersion": "v1.36.2", "containerRuntimeVersion": "stand-in://1",
-                              "architecture": "amd64", "operatingSystem": "linux", "osImage": "stand-in",
-                              "kernelVersion": "6", "machineID": shape.name, "systemUUID": shape.name,
-                              "bootID": shape.name, "kubeProxyVersion": ""}
-        status["addresses"] = [{"type": "InternalIP", "address": "10.0.0.1"},
-                               {"type": "Hostname", "address": shape.name}]
+        status["nodeInfo"] = {
+            "kubeletVersion": "v1.36.2",
+            "containerRuntimeVersion": "stand-in://1",
+            "architecture": "amd64",
+            "operatingSystem": "linux",
+            "osImage": "stand-in",
+            "kernelVersion": "6",
+            "machineID": shape.name,
+            "systemUUID": shape.name,
+            "bootID": shape.name,
+            "kubeProxyVersion": "",
+        }
+        status["addresses"] = [
+            {"type": "InternalIP", "address": "10.0.0.1"},
+            {"type": "Hostname", "address": shape.name},
+        ]
         self.api.patch_status(k.NODE, shape.name, None, status)
 
     @staticmethod
     def _node_condition() -> dict[str, Any]:
         stamp = now()
-        return {"type": "Ready", "status": "True", "reason": "KubeletReady",
-                "message": "kubelet stand-in is posting ready status",
-                "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
+        return {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": "kubelet stand-in is posting ready status",
+            "lastHeartbeatTime": stamp,
+            "lastTransitionTime": stamp,
+        }
 
     def _lease_loop(self) -> None:
         """Renew each node's Lease, as the kubelet does every 10 s (40 s grace)."""
         while not self._stop.is_set():
             for name in self.nodes:
-                lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                         "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
-                         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
-                                  "renewTime": micro_now()}}
+                lease = {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
+                    "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": micro_now()},
+                }
                 try:
                     self.api.apply(lease)
                 except Exception as exc:  # the API server may be going away at teardown
@@ -259,7 +285,9 @@ class NodeKubelet:
         run = self.runs.get(uid)
         if run is None:
             outcome = self.decide(pod)
-            run = self.runs[uid] = PodRun(outcome, time.monotonic(), outcome.ip or self._next_ip(spec["nodeName"]))
+            run = self.runs[uid] = PodRun(
+                outcome, time.monotonic(), outcome.ip or self._next_ip(spec["nodeName"])
+            )
         if meta.get("deletionTimestamp"):
             self._finish_deletion(pod, run)
             return
@@ -279,10 +307,21 @@ class NodeKubelet:
         elapsed = time.monotonic() - run.bound_at
         inits = spec.get("initContainers") or []
         start = pod.get("status", {}).get("startTime") or now()
-        base: dict[str, Any] = {"hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}], "podIP": run.ip,
-                                "podIPs": [{"ip": run.ip}], "startTime": start, "qosClass": _qos(spec)}
-        conditions = {"PodScheduled": "True", "Initialized": "False", "ContainersReady": "False",
-                      "Ready": "False", "PodReadyToStartContainers": "True"}
+        base: dict[str, Any] = {
+            "hostIP": "10.0.0.1",
+            "hostIPs": [{"ip": "10.0.0.1"}],
+            "podIP": run.ip,
+            "podIPs": [{"ip": run.ip}],
+            "startTime": start,
+            "qosClass": _qos(spec),
+        }
+        conditions = {
+            "PodScheduled": "True",
+            "Initialized": "False",
+            "ContainersReady": "False",
+            "Ready": "False",
+            "PodReadyToStartContainers": "True",
+        }
         init_statuses: list[dict[str, Any]] = []
         waiting = outcome.waiting_reason
         started = not waiting and elapsed >= outcome.start_delay
@@ -290,8 +329,12 @@ class NodeKubelet:
         for index, container in enumerate(inits):
             sidecar = container.get("restartPolicy") == "Always"
             if not started:
-                state: dict[str, Any] = {"waiting": {"reason": waiting or "PodInitializing",
-                                                     **({"message": outcome.waiting_message} if waiting else {})}}
+                state: dict[str, Any] = {
+                    "waiting": {
+                        "reason": waiting or "PodInitializing",
+                        **({"message": outcome.waiting_message} if waiting else {}),
+                    }
+                }
             elif sidecar:
                 state = {"running": {"startedAt": start}}
             elif index == _first_regular(inits) and outcome.init_exit_code:
@@ -299,8 +342,9 @@ class NodeKubelet:
                 failed_init = True
             else:
                 state = {"terminated": _terminated(0, None, "", start)}
-            init_statuses.append(_container_status(container, state, ready=sidecar and started,
-                                                   started=sidecar and started))
+            init_statuses.append(
+                _container_status(container, state, ready=sidecar and started, started=sidecar and started)
+            )
             if failed_init:
                 break
         main_state: dict[str, Any]
@@ -309,8 +353,12 @@ class NodeKubelet:
             main_state = {"waiting": {"reason": "PodInitializing"}}
             phase = "Failed" if spec.get("restartPolicy") != "Always" else "Pending"
         elif not started:
-            main_state = {"waiting": {"reason": waiting or "ContainerCreating",
-                                      **({"message": outcome.waiting_message} if waiting else {})}}
+            main_state = {
+                "waiting": {
+                    "reason": waiting or "ContainerCreating",
+                    **({"message": outcome.waiting_message} if waiting else {}),
+                }
+            }
         else:
             conditions["Initialized"] = "True"
             if run.running_at is None:
@@ -322,18 +370,26 @@ class NodeKubelet:
                 phase = "Succeeded" if code == 0 else "Failed"
                 for status in init_statuses:  # sidecars are stopped once the main containers end
                     if "running" in status["state"]:
-                        status.update(state={"terminated": _terminated(0, None, "", start)}, ready=False,
-                                      started=False)
+                        status.update(
+                            state={"terminated": _terminated(0, None, "", start)}, ready=False, started=False
+                        )
                 run.exited = True
             else:
                 main_state = {"running": {"startedAt": start}}
                 phase = "Running"
                 if outcome.ready:
                     conditions["ContainersReady"] = conditions["Ready"] = "True"
-        containers = [_container_status(c, main_state, ready=phase == "Running" and outcome.ready,
-                                        started="running" in main_state) for c in spec["containers"]]
-        base.update(phase=phase, containerStatuses=containers,
-                    conditions=[{"type": t, "status": s} for t, s in conditions.items()])
+        containers = [
+            _container_status(
+                c, main_state, ready=phase == "Running" and outcome.ready, started="running" in main_state
+            )
+            for c in spec["containers"]
+        ]
+        base.update(
+            phase=phase,
+            containerStatuses=containers,
+            conditions=[{"type": t, "status": s} for t, s in conditions.items()],
+        )
         if init_statuses:
             base["initContainerStatuses"] = init_statuses
         return base
@@ -343,20 +399,37 @@ class NodeKubelet:
         meta = pod["metadata"]
         if not run.exited and (pod.get("status") or {}).get("phase") in ("Pending", "Running"):
             start = pod.get("status", {}).get("startTime") or now()
-            stopped = [_container_status(c, {"terminated": _terminated(143, "Error", "", start)},
-                                         ready=False, started=False) for c in pod["spec"]["containers"]]
+            stopped = [
+                _container_status(
+                    c, {"terminated": _terminated(143, "Error", "", start)}, ready=False, started=False
+                )
+                for c in pod["spec"]["containers"]
+            ]
             with contextlib.suppress(k.ApiError):
-                self.api.patch_status(k.POD, meta["name"], meta["namespace"],
-                                      {"phase": "Failed" if pod["spec"].get("restartPolicy") != "Always"
-                                       else pod["status"].get("phase"), "containerStatuses": stopped})
+                self.api.patch_status(
+                    k.POD,
+                    meta["name"],
+                    meta["namespace"],
+                    {
+                        "phase": "Failed"
+                        if pod["spec"].get("restartPolicy") != "Always"
+                        else pod["status"].get("phase"),
+                        "containerStatuses": stopped,
+                    },
+                )
             run.exited = True
         if self.on_stopped:
             self.on_stopped(pod)
         with contextlib.suppress(k.ApiError):
             self.api.request(
-                "DELETE", k.POD.path(meta["namespace"], meta["name"]),
-                body={"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
-                      "preconditions": {"uid": meta["uid"]}},
+                "DELETE",
+                k.POD.path(meta["namespace"], meta["name"]),
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "gracePeriodSeconds": 0,
+                    "preconditions": {"uid": meta["uid"]},
+                },
             )
 
 
@@ -365,16 +438,29 @@ def _first_regular(inits: list[dict[str, Any]]) -> int:
 
 
 def _terminated(code: int, reason: str | None, message: str, started: str) -> dict[str, Any]:
-    state = {"exitCode": code, "reason": reason or ("Completed" if code == 0 else "Error"),
-             "startedAt": started, "finishedAt": now()}
+    state = {
+        "exitCode": code,
+        "reason": reason or ("Completed" if code == 0 else "Error"),
+        "startedAt": started,
+        "finishedAt": now(),
+    }
     if message:
         state["message"] = message
     return state
 
 
-def _container_status(container: dict[str, Any], state: dict[str, Any], ready: bool, started: bool) -> dict[str, Any]:
-    return {"name": container["name"], "image": container["image"], "imageID": "",
-            "ready": ready, "started": started, "restartCount": 0, "state": state}
+def _container_status(
+    container: dict[str, Any], state: dict[str, Any], ready: bool, started: bool
+) -> dict[str, Any]:
+    return {
+        "name": container["name"],
+        "image": container["image"],
+        "imageID": "",
+        "ready": ready,
+        "started": started,
+        "restartCount": 0,
+        "state": state,
+    }
 
 
 def _qos(spec: dict[str, Any]) -> str:

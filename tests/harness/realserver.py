@@ -62,7 +62,9 @@ def start_control_plane(k8s: Path) -> RealServer:
     )
     last = done.stdout.strip().splitlines()[-1:] if done.stdout.strip() else []
     if done.returncode != 0 or not last or not last[0].startswith("KUBECONFIG="):
-        raise RuntimeError(f"{k8s}/up.sh failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{k8s}/up.sh failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        )
     return RealServer(Path(last[0].split("=", 1)[1]), f"control plane of {k8s}", Path(env["DEEP_K8S_HOME"]))
 
 
@@ -72,7 +74,9 @@ def stop_control_plane(server: RealServer) -> None:
         return
     env = control_plane_env()
     env["DEEP_K8S_HOME"] = str(server.home)
-    subprocess.run(["bash", str(k8s / "down.sh"), "--wipe"], env=env, capture_output=True, timeout=60, check=False)
+    subprocess.run(
+        ["bash", str(k8s / "down.sh"), "--wipe"], env=env, capture_output=True, timeout=60, check=False
+    )
 
 
 def find() -> RealServer | str:
