@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Debian packages the tests use as real parts: rclone (storage), chromium (pages), nginx and wrk (bench).
+# Debian packages the tests use as real parts: rclone (storage), chromium (pages), nginx and wrk (bench);
+# curl, openssl and xz-utils for the real control plane of the e2e tests (shared/k8s/up.sh).
 set -euo pipefail
 missing=()
 command -v rclone >/dev/null || missing+=(rclone)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v xz >/dev/null || missing+=(xz-utils)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing Debian packages: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2
