@@ -37,15 +37,6 @@ def client_for(server: realserver.RealServer, component: str = "e2e") -> k.Kube:
 
 
 @pytest.fixture(scope="session")
-def real_server() -> Iterator[realserver.RealServer]:
-    """The real API server of this run (see tests/harness/realserver.py), or a one-line skip."""
-    with realserver.session() as found:
-        if isinstance(found, str):
-            pytest.skip(f"no Kubernetes cluster: {found}; set KUBECONFIG to run e2e tests")
-        yield found
-
-
-@pytest.fixture(scope="session")
 def cluster(real_server: realserver.RealServer) -> k.Kube:
     api = client_for(real_server)
     try:

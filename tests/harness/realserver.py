@@ -6,15 +6,18 @@ no kubelet), started here and stopped at the end when this checkout has it besid
 `DEEP_K8S_DIR` points elsewhere); else the default kubeconfig (`~/.kube/config`); else none,
 and the caller skips with the one-line reason.
 
-The control plane keeps its state in `DEEP_K8S_HOME` (default `<tmp>/deep-k8s-tests`) and listens
-on the ports of `DEEP_K8S_*_PORT` (defaults of its own, so that it never meets a developer's
-control plane on the standard ports). `DEEP_E2E=0` turns every real-server test off.
+The control plane keeps its state in `DEEP_K8S_HOME` and listens on the ports of
+`DEEP_K8S_*_PORT` when the environment sets them (`DEEP_K8S_KEEP=1` then leaves it running for
+the next run); otherwise in a folder and on free ports of this test run alone, wiped at the end.
+`DEEP_E2E=0` turns every real-server test off.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,15 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+BINARY_CACHE = Path(tempfile.gettempdir()) / "deep-k8s-binaries"
 
-#: ports of the tests' own control plane unless the environment says otherwise
-DEFAULT_PORTS = {
-    "DEEP_K8S_APISERVER_PORT": "17443",
-    "DEEP_K8S_ETCD_PORT": "13379",
-    "DEEP_K8S_ETCD_PEER_PORT": "13380",
-    "DEEP_K8S_KCM_PORT": "21257",
-    "DEEP_K8S_SCHEDULER_PORT": "21259",
-}
+PORT_VARIABLES = ("DEEP_K8S_APISERVER_PORT", "DEEP_K8S_ETCD_PORT", "DEEP_K8S_ETCD_PEER_PORT",
+                  "DEEP_K8S_KCM_PORT", "DEEP_K8S_SCHEDULER_PORT")
 
 
 @dataclass(frozen=True)
@@ -46,17 +44,28 @@ def shared_k8s_dir() -> Path | None:
     return candidate if (candidate / "up.sh").is_file() else None
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def control_plane_env() -> dict[str, str]:
+    """Where the control plane lives: the environment's DEEP_K8S_HOME and ports, else a folder
+    and ports of this process's own, so that test runs side by side never share one."""
     env = dict(os.environ)
-    env.setdefault("DEEP_K8S_HOME", str(Path(tempfile.gettempdir()) / "deep-k8s-tests"))
-    for name, port in DEFAULT_PORTS.items():
-        env.setdefault(name, port)
+    if "DEEP_K8S_HOME" not in env:
+        env["DEEP_K8S_HOME"] = str(Path(tempfile.gettempdir()) / f"deep-k8s-tests-{os.getpid()}")
+        for name in PORT_VARIABLES:
+            env[name] = str(free_port())
     return env
 
 
 def start_control_plane(k8s: Path) -> RealServer:
     """Run shared/k8s/up.sh (idempotent) and return the kubeconfig it printed last."""
     env = control_plane_env()
+    home = Path(env["DEEP_K8S_HOME"])
+    _share_binaries(BINARY_CACHE, home / "bin")
     done = subprocess.run(
         ["bash", str(k8s / "up.sh")], env=env, capture_output=True, text=True, timeout=180, check=False
     )
@@ -65,7 +74,21 @@ def start_control_plane(k8s: Path) -> RealServer:
         raise RuntimeError(
             f"{k8s}/up.sh failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
         )
-    return RealServer(Path(last[0].split("=", 1)[1]), f"control plane of {k8s}", Path(env["DEEP_K8S_HOME"]))
+    _share_binaries(home / "bin", BINARY_CACHE)
+    return RealServer(Path(last[0].split("=", 1)[1]), f"control plane of {k8s}", home)
+
+
+def _share_binaries(source: Path, target: Path) -> None:
+    """Hard-link the unpacked binaries (300 MB) so that each run's control plane need not
+    unpack them again; up.sh still checks each one against its SHA256SUMS."""
+    if not source.is_dir():
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for binary in source.iterdir():
+        if binary.suffix or (target / binary.name).exists():
+            continue
+        with contextlib.suppress(OSError):
+            os.link(binary, target / binary.name)
 
 
 def stop_control_plane(server: RealServer) -> None:
@@ -77,6 +100,8 @@ def stop_control_plane(server: RealServer) -> None:
     subprocess.run(
         ["bash", str(k8s / "down.sh"), "--wipe"], env=env, capture_output=True, timeout=60, check=False
     )
+    if "DEEP_K8S_HOME" not in os.environ:  # this run's own folder
+        shutil.rmtree(server.home, ignore_errors=True)
 
 
 def find() -> RealServer | str:

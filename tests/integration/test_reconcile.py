@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from deep_platform import kube as k
@@ -130,6 +131,7 @@ def test_a_deployment_refused_by_a_quota_is_reported_and_retried(
     assert api.get(k.DEPLOYMENT, "plankton", "default") is not None
 
 
+@pytest.mark.emulator_only("reads the label selectors the emulator logs per watch")
 def test_the_operator_streams_only_its_own_jobs_pods_and_deployments(apiserver: Any, operator: Any) -> None:
     """On a cluster with thousands of pods, only the platform's children cross the network."""
     api = operator.kube

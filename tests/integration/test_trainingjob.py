@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from deep_platform import kube as k
@@ -302,6 +303,7 @@ def test_kueue_queue_creates_suspended_job_and_keeps_admission(apiserver: Any, o
     assert apiserver.get("jobs", NS, "retrain")["spec"]["suspend"] is False
 
 
+@pytest.mark.emulator_only("counts the writes in the emulator's request log")
 def test_no_writes_when_nothing_changed_and_deletion_cascades(apiserver: Any, operator: Any) -> None:
     from deep_platform.controllers import runtime
     from deep_platform.controllers.trainingjob import wake
