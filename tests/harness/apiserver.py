@@ -33,7 +33,7 @@ import aiohttp.web
 import kmock
 import yaml
 
-from tests.harness import patching, schema, selectors, ssa
+from tests.harness import cel_check, patching, schema, selectors, ssa
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -680,7 +680,13 @@ class ApiServer(kmock.KubernetesEmulator):
             raise self._invalid(rt, name, [schema.Cause("FieldValueInvalid", "metadata.name", message)])
 
     def _admit(self, rt: ResourceType, version: str, old: Obj | None, obj: Obj) -> Obj:
-        """Prune, default and validate custom resources against their schema."""
+        """Prune, default and validate custom resources against their schema; compile the CEL
+        rules of CRDs."""
+        if rt.gk == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            problems = cel_check.check_crd(obj)
+            if problems:
+                causes = [schema.Cause("FieldValueInvalid", where, message) for where, message in problems]
+                raise self._invalid(rt, obj["metadata"].get("name", ""), causes)
         if not rt.custom:
             return obj
         root = rt.schemas.get(version) or {}
