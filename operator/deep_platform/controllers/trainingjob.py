@@ -146,9 +146,19 @@ def observe(job: dict[str, Any], pods: list[dict[str, Any]], queued: bool) -> Ob
     conditions = _true_conditions(job)
     pods = sorted(pods, key=_created)
     latest = pods[-1] if pods else None
-    failed_pods = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+    # the attempt that ended last: creation times have second precision, so a retry created in
+    # the same second as the pod it replaces would sort by its random name
+    failed_pods = sorted(
+        (p for p in pods if (p.get("status") or {}).get("phase") == "Failed"),
+        key=lambda p: (str((_terminated(p) or {}).get("finishedAt") or _created(p)[0]), _created(p)[1]),
+    )
     last_failed = failed_pods[-1] if failed_pods else None
-    failures = int(job_status.get("failed") or 0)
+    # pods the Job controller has not counted yet (FailureTarget comes before the count)
+    uncounted = (job_status.get("uncountedTerminatedPods") or {}).get("failed") or []
+    failures = max(
+        int(job_status.get("failed") or 0) + len(uncounted),
+        sum(1 for p in failed_pods if not _disruption(p)),  # disruptions are not counted
+    )
     restarts = failures + sum(
         int(s.get("restartCount") or 0)
         for s in (latest or {}).get("status", {}).get("containerStatuses") or []
@@ -171,6 +181,10 @@ def observe(job: dict[str, Any], pods: list[dict[str, Any]], queued: bool) -> Ob
         reason = str(failed.get("reason") or "Failed")
         if reason == "PodFailurePolicy" and ended:
             reason = failure_reason(ended) or reason  # the policy only repeats the exit code
+        elif reason == "BackoffLimitExceeded" and ended and ended.get("reason") == "OOMKilled":
+            # OOMKilled (exit code 137) is retried, so an out-of-memory training ends by the
+            # backoff limit: name the cause that the user fixes (more memory), not the count
+            reason = "OOMKilled"
         message = str(failed.get("message") or "")
         if ended:
             message = (
@@ -209,6 +223,11 @@ def observe(job: dict[str, Any], pods: list[dict[str, Any]], queued: bool) -> Ob
             "Pending", reason, tail(detail) or f"pod {base['pod_name']} is not running yet", **base
         )
     return Observation("Pending", "JobCreated", "waiting for the Job controller to create the pod", **base)
+
+
+def finished(job: dict[str, Any]) -> bool:
+    """Whether the Job ended (succeeded or failed) for good."""
+    return bool(set(_true_conditions(job)) & {"Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"})
 
 
 def format_duration(seconds: float) -> str:
@@ -266,6 +285,9 @@ class _Memory:
         # uid of every TrainingJob seen on the watch: events of Jobs and pods owned by nothing
         # we know cost no read (the TrainingJob's own event reconciles when it comes)
         self.known: dict[Key, str] = {}
+        # the last state of a finished Job that was deleted (ttlSecondsAfterFinished): read when
+        # the deletion came before the status said the training ended
+        self.deleted_job: dict[Key, dict[str, Any]] = {}
 
     def lock(self, key: Key) -> threading.RLock:
         with self.guard:
@@ -278,6 +300,7 @@ class _Memory:
             self.own_version.pop(key, None)
             self.applied_job.pop(key, None)
             self.known.pop(key, None)
+            self.deleted_job.pop(key, None)
             for keys in self.waiting.values():
                 keys.discard(key)
 
@@ -355,6 +378,8 @@ def on_job(type_: str, obj: dict[str, Any]) -> None:
         if memory.known.get(key) != owner.get("uid"):
             continue  # not a TrainingJob we know (yet): its own event reconciles it
         version = None if type_ == "DELETED" else meta.get("resourceVersion")
+        if type_ == "DELETED" and finished(obj):
+            memory.deleted_job[key] = obj
         watches.add(key, ("job", version))
 
 
@@ -553,6 +578,10 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
     job = None if unread else rt.kube.get(k.JOB, tj.name, namespace)
     if job is not None and not _owned_by(job, tj):
         return _name_taken(status, tj, generation)
+    if job is None and not unread:
+        ended = memory.deleted_job.get(_key(body))
+        if before.phase in ("Succeeded", "Failed") or ended is not None:
+            return _job_deleted(rt, tj, status, before, ended, generation)
     module: Module | None = None
     problem: tuple[str, str] | None = None
     if tj.spec.module:
@@ -596,7 +625,17 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
         wanted = desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
         live = ((job or {}).get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
         if job is None or live != wanted:
-            storage_volumes.apply_storage_volumes(rt.kube, tj)  # claims before the pod needs them
+            try:
+                storage_volumes.apply_storage_volumes(rt.kube, tj)  # claims before the pod needs them
+            except k.ApiError as exc:
+                if not retry.refused(exc):
+                    raise
+                key = _key(body)
+                retry.backoff.schedule(_retry_key(key), lambda: watches.add(key, ("fresh", None)))
+                message = retry.refusal_message(f"the storage volumes of {tj.name}", exc)
+                if job is None:
+                    return _block(status, "StorageRejected", message, generation)
+                ready, wanted = (False, "StorageRejected", message), live  # keep the Job as it is
         if job is None:
             try:
                 made = rt.kube.create(desired)  # cheaper than apply, and never adopts a stranger's Job
@@ -629,7 +668,7 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
                 memory.applied_job[_key(body)] = str(applied["metadata"].get("resourceVersion"))
                 job = {**applied, "status": (job or {}).get("status") or applied.get("status") or {}}
             except k.ApiError as exc:
-                if exc.status not in (400, 422) or job is None:
+                if exc.conflict or job is None:
                     raise
                 ready = (
                     False,
@@ -657,6 +696,32 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
         gpu = running_gpu(rt.kube, rt.config.platform_namespace, status.node_name, namespace, status.pod_name)
     status.gpu_product = status.gpu_product or (gpu.product if gpu else None)
     status.gpu_utilization_percent = gpu.utilization_percent if gpu else None
+    return status
+
+
+def _job_deleted(
+    rt: runtime.Runtime,
+    tj: TrainingJob,
+    status: TrainingJobStatus,
+    before: TrainingJobStatus,
+    ended: dict[str, Any] | None,
+    generation: int | None,
+) -> TrainingJobStatus:
+    """The Job of a finished training is gone (ttlSecondsAfterFinished, or deleted by hand):
+    the status keeps the outcome and its figures, and no Job is created again (that would run
+    the whole training once more)."""
+    if before.phase not in ("Succeeded", "Failed") and ended is not None:
+        # deleted before this status said it ended: its last state says how
+        seen = observe(ended, [], queued=False)
+        apply_observation(rt, status, seen, before, generation)
+        set_storage_condition(status, tj.spec.storage, [], generation)
+    ttl = tj.spec.ttl_seconds_after_finished
+    cause = f"ttlSecondsAfterFinished: {ttl}" if ttl is not None else "deleted"
+    message = (
+        f"the training ended ({status.phase}) and its Job {tj.name} is gone ({cause}); this "
+        "status keeps the outcome. To train again, delete and recreate the TrainingJob"
+    )
+    set_condition(status, "Ready", True, "JobDeleted", message, generation)
     return status
 
 
