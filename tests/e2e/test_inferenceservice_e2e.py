@@ -1,22 +1,37 @@
-"""InferenceService on a real cluster: scaled to zero, woken by a request through the activator,
-back to zero when idle. Needs KUBECONFIG (skipped otherwise) and an image serving DEEPaaS on
-5000 as a non-root user (DEEP_E2E_SERVING_IMAGE, default the AI4OS demo app).
+"""InferenceService on the real API server (shared/k8s: no kubelet, no kube-proxy).
 
-The activator runs in this process; it reaches the model's Service through `kubectl
-port-forward`, started once the first endpoint is ready (the test runs outside the cluster, so
-`<svc>.<ns>.svc` does not resolve here). Everything else is the cluster's own: the Deployment
-controller, the kubelet, EndpointSlices, Leases.
+Everything on the way from an InferenceService to a ready endpoint is the real thing: the
+operator (in-process), the Deployment and ReplicaSet controllers, the scheduler binding the pods,
+the EndpointSlice controller, the garbage collector, Pod Security "restricted". What a cluster
+adds below the API server is played here:
+
+- the kubelet: `NodeKubelet` (tests/harness/node_kubelet.py) moves the bound pods through their
+  states and gives each a pod IP (10.244.x.y, which the EndpointSlice controller accepts);
+- the container: a real `deepaas-run` serving the tiny model, started on a loopback port when
+  its pod turns Running (`on_running`), stopped on graceful deletion (`on_stopped`); the pod
+  turns Ready only once that process answers its readiness path (`readiness`);
+- kube-proxy: the activator's resolver reads the Service's EndpointSlices, written by the real
+  controller, and maps a ready endpoint's pod IP to the loopback port of that pod's process.
+
+The activator and its scaler run in this process, with short scaleToZeroAfter values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
-import re
-import shutil
+import signal
+import socket
 import subprocess
+import tempfile
+import threading
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,101 +39,357 @@ import pytest
 
 from deep_platform import kube as k
 from deep_platform.activator import Activator, Cluster, Scaler, Settings
+from deep_platform.activator.cluster import SERVICE_NAME_LABEL
 from deep_platform.activator.proxy import bound_port, serve
 from deep_platform.api import InferenceService
+from deep_platform.builders import pod as podparts
+from deep_platform.builders.inferenceservice import DEEPAAS_PORT, READINESS_PATH
+from tests.harness.node_kubelet import NodeKubelet, PodRun
 
 ISVC = k.kind_of(InferenceService)
-IMAGE = os.environ.get("DEEP_E2E_SERVING_IMAGE", "ai4oshub/ai4os-demo-app:latest")
-pytestmark = pytest.mark.timeout(900)
+REPLICASET = k.Kind("apps/v1", "ReplicaSet", "replicasets")
+IMAGE = "registry.example/deep/tiny-model:1"  # never pulled: no container runtime here
+#: one activator identity for the whole session, so each test finds the scaler Lease its own
+IDENTITY = f"e2e-activator-{os.getpid()}"
+ENDPOINTSLICE_CONTROLLER = "endpointslice-controller.k8s.io"
+pytestmark = pytest.mark.timeout(180)
 
 
-class PortForward:
-    """A lazy `kubectl port-forward svc/NAME :80`, as the resolver of the activator."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    def __init__(self) -> None:
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
 
-    def __call__(self, namespace: str, name: str) -> str:
-        if self.process is None:
-            self.process = subprocess.Popen(
-                ["kubectl", "port-forward", "-n", namespace, f"svc/{name}", ":80"],
-                stdout=subprocess.PIPE,
+@dataclass
+class Model:
+    """The container of one pod: a real deepaas-run on a loopback port."""
+
+    pod: str
+    ip: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    ready: bool = False
+    probed_at: float = 0.0
+
+
+@dataclass
+class Models:
+    """One real `deepaas-run` per Running pod of a service; the pod network and kube-proxy."""
+
+    api: k.Kube
+    workdir: Path
+    by_uid: dict[str, Model] = field(default_factory=dict)
+    stopped: list[Model] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    rr: Iterator[int] = field(default_factory=itertools.count)
+
+    # the kubelet's side
+
+    def on_running(self, pod: dict[str, Any], run: PodRun) -> None:
+        meta = pod["metadata"]
+        env = {**os.environ, "DEEPAAS_V2_MODEL": "tinymodel", "TINYMODEL_STATE_DIR": str(self.workdir)}
+        for var in pod["spec"]["containers"][0].get("env") or []:  # the pod's env wins
+            if "value" in var:
+                env[var["name"]] = var["value"]
+        port = free_port()
+        log = self.workdir / f"{meta['name']}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                ["deepaas-run", "--listen-ip", "127.0.0.1", "--listen-port", str(port)],
+                env=env,
+                stdout=out,
                 stderr=subprocess.STDOUT,
-                text=True,
+                start_new_session=True,
             )
-            assert self.process.stdout is not None
-            line = self.process.stdout.readline()
-            found = re.search(r"127\.0\.0\.1:(\d+)", line)
-            assert found, f"kubectl port-forward said: {line!r}"
-            self.url = f"http://127.0.0.1:{found.group(1)}"
-        return self.url
+        with self.lock:
+            self.by_uid[meta["uid"]] = Model(meta["name"], run.ip, port, process, log)
+
+    def on_stopped(self, pod: dict[str, Any]) -> None:
+        with self.lock:
+            model = self.by_uid.pop(pod["metadata"]["uid"], None)
+        if model is not None:
+            stop(model)
+            self.stopped.append(model)
+
+    def readiness(self, pod: dict[str, Any], run: PodRun) -> bool:
+        """`GET /v2/models/` as the pod's readinessProbe, at most every 0.2 s per pod."""
+        model = self.by_uid.get(pod["metadata"]["uid"])
+        if model is None:
+            return False
+        if time.monotonic() - model.probed_at >= 0.2:
+            model.probed_at = time.monotonic()
+            model.ready = model.process.poll() is None and answers(model.port)
+        return model.ready
+
+    # kube-proxy's side
+
+    def resolve(self, namespace: str, name: str) -> str:
+        """Base URL of a ready endpoint of the Service, from the real EndpointSlices: the pod IP
+        the kubelet stand-in wrote, mapped to the loopback port of that pod's process."""
+        slices = self.api.list(k.ENDPOINTSLICE, namespace, label_selector=f"{SERVICE_NAME_LABEL}={name}")
+        ports: list[int] = []
+        with self.lock:
+            by_ip = {m.ip: m.port for m in self.by_uid.values()}
+        for item in slices:
+            assert [p.get("port") for p in item.get("ports") or []] == [DEEPAAS_PORT], item
+            for endpoint in item.get("endpoints") or []:
+                if (endpoint.get("conditions") or {}).get("ready") is False:
+                    continue
+                ports.extend(by_ip[ip] for ip in endpoint["addresses"] if ip in by_ip)
+        if not ports:
+            return f"http://127.0.0.1:{CLOSED_PORT}"  # connection refused, as a Service without pods
+        return f"http://127.0.0.1:{ports[next(self.rr) % len(ports)]}"
+
+    def running(self) -> list[Model]:
+        with self.lock:
+            return [m for m in self.by_uid.values() if m.process.poll() is None]
 
     def close(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
+        with self.lock:
+            models, self.by_uid = list(self.by_uid.values()), {}
+        for model in models:
+            stop(model)
+
+
+CLOSED_PORT = free_port()
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{READINESS_PATH}", timeout=0.5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def stop(model: Model) -> None:
+    """SIGTERM to deepaas-run (what the kubelet sends), then the rest of its session."""
+    if model.process.poll() is None:
+        model.process.send_signal(signal.SIGTERM)
+        try:
+            model.process.wait(5)
+        except subprocess.TimeoutExpired:
+            model.process.kill()
+            model.process.wait(5)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(model.process.pid, signal.SIGKILL)
 
 
 @pytest.fixture
-def port_forward() -> Iterator[PortForward]:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is needed to reach the Service from outside the cluster")
-    forward = PortForward()
-    yield forward
-    forward.close()
-
-
-def replicas(api: k.Kube, namespace: str) -> int:
-    deployment = api.get(k.DEPLOYMENT, "demo", namespace) or {}
-    return int((deployment.get("spec") or {}).get("replicas", 1))
-
-
-async def eventually(probe: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := await asyncio.to_thread(probe):
-            return result
-        await asyncio.sleep(1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-async def test_scale_from_zero_and_back(
-    e2e_operator: Any, namespace: str, platform_namespace: str, port_forward: PortForward
-) -> None:
-    api = e2e_operator.kube
-    api.create(
-        {
-            "apiVersion": "deep-hybrid-datacloud.eu/v1alpha1",
-            "kind": "InferenceService",
-            "metadata": {"name": "demo", "namespace": namespace},
-            "spec": {"image": IMAGE, "scaling": {"scaleToZeroAfter": "20s", "maxReplicas": 1}},
-        }
-    )
-    settings = Settings(platform_namespace=platform_namespace, identity=f"e2e-{namespace}", tick=1)
-    activator = Activator(Cluster(api, platform_namespace, settings.identity), settings, port_forward)
-    runner = await serve(activator, "127.0.0.1", 0)
-    scaler = asyncio.create_task(Scaler(activator).run())
-    try:
-        await eventually(lambda: replicas(api, namespace) == 0, 300, "scale to zero after creation")
-        url = f"http://127.0.0.1:{bound_port(runner)}/{namespace}/demo/v2/models/"
-        async with aiohttp.ClientSession() as session, session.get(url) as response:
-            body = await response.json()
-            assert response.status == 200, body
-        assert body["models"], body
-        status = (api.get(ISVC, "demo", namespace) or {}).get("status") or {}
-        assert status.get("coldStarts", 0) >= 1
-        assert status.get("lastRequestTime")
-        await eventually(lambda: replicas(api, namespace) == 0, 120, "idle back to zero")
-        await eventually(
-            lambda: any(
-                c["type"] == "ScaledToZero" and c["status"] == "True"
-                for c in ((api.get(ISVC, "demo", namespace) or {}).get("status") or {}).get("conditions", [])
-            ),
-            60,
-            "ScaledToZero=True",
+def models(kubelet: NodeKubelet, cluster: k.Kube) -> Iterator[Models]:
+    with tempfile.TemporaryDirectory(prefix="deep-e2e-models-") as tmp:
+        found = Models(cluster, Path(tmp))
+        kubelet.on_running, kubelet.on_stopped, kubelet.readiness = (
+            found.on_running,
+            found.on_stopped,
+            found.readiness,
         )
-    finally:
+        try:
+            yield found
+        finally:
+            kubelet.readiness = None
+            found.close()
+
+
+@dataclass
+class RunningActivator:
+    activator: Activator
+    url: str
+
+
+@pytest.fixture
+async def activator(
+    e2e_operator: Any, namespace: str, platform_namespace: str, models: Models
+) -> AsyncIterator[Callable[[], Any]]:
+    """Starts the activator (proxy and scaler) in this event loop when the test calls it."""
+    started: list[tuple[Any, asyncio.Task[None]]] = []
+
+    async def start() -> RunningActivator:
+        settings = Settings(
+            platform_namespace=platform_namespace, identity=IDENTITY, tick=0.5, cold_start_timeout=60
+        )
+        cluster = Cluster(e2e_operator.kube, platform_namespace, IDENTITY, namespaces=[namespace])
+        found = Activator(cluster, settings, models.resolve)
+        runner = await serve(found, "127.0.0.1", 0)
+        started.append((runner, asyncio.create_task(Scaler(found).run())))
+        return RunningActivator(found, f"http://127.0.0.1:{bound_port(runner)}/{namespace}")
+
+    yield start
+    for runner, scaler in started:
         scaler.cancel()
         await asyncio.gather(scaler, return_exceptions=True)
         await runner.cleanup()
+
+
+def inference_service(name: str, namespace: str, **scaling: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "deep-hybrid-datacloud.eu/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"image": IMAGE, "resources": {"cpu": "100m", "memory": "128Mi"}, "scaling": scaling},
+    }
+
+
+async def eventually(probe: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(probe)
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def isvc_status(api: k.Kube, name: str, namespace: str) -> dict[str, Any]:
+    return dict(((api.get(ISVC, name, namespace) or {}).get("status")) or {})
+
+
+def selector(name: str) -> str:
+    return f"{podparts.LABEL_KIND}=inferenceservice,{podparts.LABEL_NAME}={name}"
+
+
+def pods(api: k.Kube, name: str, namespace: str) -> list[dict[str, Any]]:
+    return list(api.list(k.POD, namespace, label_selector=selector(name)))
+
+
+def slices(api: k.Kube, name: str, namespace: str) -> list[dict[str, Any]]:
+    return list(api.list(k.ENDPOINTSLICE, namespace, label_selector=f"{SERVICE_NAME_LABEL}={name}"))
+
+
+def ready_addresses(api: k.Kube, name: str, namespace: str) -> list[str]:
+    return sorted(
+        ip
+        for item in slices(api, name, namespace)
+        for endpoint in item.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready")
+        for ip in endpoint["addresses"]
+    )
+
+
+def serving(api: k.Kube, name: str, namespace: str, replicas: int) -> dict[str, Any] | None:
+    status = isvc_status(api, name, namespace)
+    ready = condition(status, "Ready")
+    if (ready.get("status"), ready.get("reason"), status.get("readyReplicas")) == (
+        "True",
+        "Serving",
+        replicas,
+    ):
+        return status
+    return None
+
+
+def scaled_to_zero(api: k.Kube, name: str, namespace: str, models: Models) -> dict[str, Any] | None:
+    status = isvc_status(api, name, namespace)
+    if (
+        status.get("replicas") == 0
+        and condition(status, "ScaledToZero").get("status") == "True"
+        and condition(status, "Ready").get("reason") == "ScaledToZero"
+        and not pods(api, name, namespace)
+        and not models.running()
+        and not ready_addresses(api, name, namespace)
+    ):
+        return status
+    return None
+
+
+async def test_ready_through_the_real_controllers(e2e_operator: Any, namespace: str, models: Models) -> None:
+    """InferenceService -> Deployment -> ReplicaSet -> pod bound by the scheduler -> Running with a
+    real model behind it -> Ready in the pod, the Deployment, the EndpointSlice and the status."""
+    api = e2e_operator.kube
+    api.create(inference_service("tiny", namespace, minReplicas=1, maxReplicas=2))
+    status = await eventually(lambda: serving(api, "tiny", namespace, 1), "Ready=True Serving, 1 ready")
+    assert status["url"].endswith(f"/{namespace}/tiny/")
+    assert status["image"] == IMAGE and status["version"]
+
+    deployment = api.get(k.DEPLOYMENT, "tiny", namespace)
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 1  # applied without replicas: the server's default
+    assert deployment["status"]["readyReplicas"] == 1
+    isvc = api.get(ISVC, "tiny", namespace)
+    assert isvc is not None
+    assert [o["uid"] for o in deployment["metadata"]["ownerReferences"]] == [isvc["metadata"]["uid"]]
+    service = api.get(k.SERVICE, "tiny", namespace)
+    assert service is not None and service["spec"]["clusterIP"]  # allocated by the real server
+
+    [pod] = pods(api, "tiny", namespace)
+    [owner] = pod["metadata"]["ownerReferences"]
+    assert owner["kind"] == "ReplicaSet" and owner["name"].startswith("tiny-")
+    assert pod["spec"]["nodeName"] == "e2e-cpu"  # the scheduler kept it off the tainted GPU nodes
+    assert condition(pod["status"], "Ready")["status"] == "True"
+    # the container is the restricted profile's (the namespace enforces it at admission)
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+    [endpoint_slice] = slices(api, "tiny", namespace)
+    assert endpoint_slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == (
+        ENDPOINTSLICE_CONTROLLER
+    )
+    assert endpoint_slice["metadata"]["ownerReferences"][0]["kind"] == "Service"
+    assert ready_addresses(api, "tiny", namespace) == [pod["status"]["podIP"]]
+    [model] = models.running()
+    assert model.pod == pod["metadata"]["name"] and model.ip == pod["status"]["podIP"]
+    assert answers(model.port)
+
+
+async def test_scale_to_zero_and_back_through_the_activator(
+    e2e_operator: Any, namespace: str, models: Models, activator: Callable[[], Any]
+) -> None:
+    """Idle -> zero replicas; the first request wakes it and gets the model's own answer; idle
+    again -> zero."""
+    api = e2e_operator.kube
+    api.create(inference_service("tiny", namespace, scaleToZeroAfter="2s", maxReplicas=1))
+    await eventually(lambda: serving(api, "tiny", namespace, 1), "the first replica ready")
+    [first] = models.running()
+
+    running = await activator()
+    status = await eventually(lambda: scaled_to_zero(api, "tiny", namespace, models), "scale to zero")
+    assert status.get("coldStarts", 0) == 0
+    deployment = api.get(k.DEPLOYMENT, "tiny", namespace)
+    assert deployment is not None and deployment["spec"]["replicas"] == 0
+
+    form = aiohttp.FormData()
+    form.add_field("text", "hello from the e2e test")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{running.url}/tiny/v2/models/tinymodel/predict/", data=form) as response,
+    ):
+        body = await response.json(content_type=None)
+    assert response.status == 200, body
+    predictions = body["predictions"]
+    assert predictions["text"] == "hello from the e2e test"
+    [model] = models.running()  # a new pod's process answered (deepaas predicts in a worker)
+    assert model is not first and first.process.poll() is not None
+
+    status = isvc_status(api, "tiny", namespace)
+    assert status["coldStarts"] == 1
+    assert status["lastRequestTime"]
+    await eventually(lambda: scaled_to_zero(api, "tiny", namespace, models), "idle back to zero")
+    assert isvc_status(api, "tiny", namespace)["coldStarts"] == 1
+
+
+async def test_deletion_collects_everything(e2e_operator: Any, namespace: str, models: Models) -> None:
+    """Deleting the InferenceService: the real garbage collector removes the Deployment, the
+    Service, the ReplicaSets, the EndpointSlices and (after their graceful stop) the pods."""
+    api = e2e_operator.kube
+    api.create(inference_service("tiny", namespace, minReplicas=1))
+    await eventually(lambda: serving(api, "tiny", namespace, 1), "Ready=True Serving")
+    [model] = models.running()
+    api.delete(ISVC, "tiny", namespace)
+
+    def gone() -> bool:
+        return (
+            api.get(k.DEPLOYMENT, "tiny", namespace) is None
+            and api.get(k.SERVICE, "tiny", namespace) is None
+            and not api.list(REPLICASET, namespace, label_selector=selector("tiny"))
+            and not pods(api, "tiny", namespace)
+            and not slices(api, "tiny", namespace)
+        )
+
+    await eventually(gone, "the children to be garbage-collected")
+    assert model.process.poll() is not None and model in models.stopped

@@ -9,7 +9,9 @@ running, the main containers Running and Ready, then each one terminated with an
 (`OOMKilled`, a termination message...), and a graceful deletion finished with
 `gracePeriodSeconds: 0`. No container runs: what a pod "does" is an `Outcome` that the test
 chooses per pod (`decide`). A test that needs a real process behind a pod passes `on_running`,
-which may return the address the pod serves on.
+which may return the address the pod serves on, and may set `readiness`: a probe the stand-in
+asks on every pass while a pod runs (as the kubelet runs a readiness probe), so that the pod, its
+Ready condition and the EndpointSlices turn ready only once that process answers.
 """
 
 from __future__ import annotations
@@ -136,12 +138,16 @@ class NodeKubelet:
         on_running: Callable[[dict[str, Any], PodRun], None] | None = None,
         on_stopped: Callable[[dict[str, Any]], None] | None = None,
         interval: float = 0.05,
+        readiness: Callable[[dict[str, Any], PodRun], bool] | None = None,
     ) -> None:
         self.api = api
         self.nodes = {shape.name: shape for shape in nodes}
         self.decide = decide
         self.on_running = on_running
         self.on_stopped = on_stopped
+        #: readiness probe of a running pod whose outcome is ready (None: ready once Running);
+        #: called on every pass of the stand-in's loop, so it must answer fast
+        self.readiness = readiness
         self.interval = interval
         self.runs: dict[str, PodRun] = {}  # by pod uid
         self._pods: dict[str, dict[str, Any]] = {}  # by uid, from the watch
@@ -377,11 +383,13 @@ class NodeKubelet:
             else:
                 main_state = {"running": {"startedAt": start}}
                 phase = "Running"
-                if outcome.ready:
+                probe = self.readiness
+                if outcome.ready and (probe is None or probe(pod, run)):
                     conditions["ContainersReady"] = conditions["Ready"] = "True"
+        ready = conditions["Ready"] == "True"
         containers = [
             _container_status(
-                c, main_state, ready=phase == "Running" and outcome.ready, started="running" in main_state
+                c, main_state, ready=phase == "Running" and ready, started="running" in main_state
             )
             for c in spec["containers"]
         ]
