@@ -10,16 +10,17 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "deep-hybrid-datacloud.eu"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-#: The API server's own syntax of a resource quantity ("500m", "2", "16Gi", "1e3").
+#: The API server's own syntax of a resource quantity ("500m", "2", "16Gi", "1e3"), without the
+#: minus sign: no resource can be negative.
 QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
     r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 QUANTITY_EXTRA: dict[str, Any] = {"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}
@@ -35,6 +36,20 @@ def _check_quantity(value: str | int) -> str | int:
 
 #: A Kubernetes quantity or a plain number.
 Quantity = Annotated[str | int, AfterValidator(_check_quantity)]
+#: A container image reference as the kubelet parses it (distribution's reference grammar):
+#: `[host[:port]/]path[:tag][@algorithm:digest]`, path components in lowercase. A name the
+#: kubelet cannot parse (a space, an upper-case letter) gives pods that never start.
+_HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_PATTERN = (
+    rf"^(?:(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?/)?"
+    rf"{_PATH_PART}(?:/{_PATH_PART})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+IMAGE_MAX_LENGTH = 512
+#: a label value (the GPU product is matched against a node label)
+LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 #: DNS-1123 label: names of Kubernetes objects that end up in Service/DNS names.
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 #: DNS-1123 subdomain: names of most Kubernetes objects (Modules, Secrets...).
@@ -75,7 +90,8 @@ class GPU(ApiModel):
     )
     product: str | None = Field(
         None,
-        max_length=128,
+        max_length=63,
+        pattern=LABEL_VALUE_PATTERN,
         description=(
             "GPU product as in the `nvidia.com/gpu.product` node label set by GPU feature "
             "discovery, for example `NVIDIA-A100-SXM4-80GB`. The pod only runs on such nodes."
@@ -167,7 +183,9 @@ class StorageMount(ApiModel):
         return url
     remote_path: str = Field("/", description="Folder on the server, relative to url.")
     mount_path: str = Field(
-        ..., pattern=r"^/", description="Absolute path where the folder appears in the container."
+        ...,
+        pattern=r"^/(.*\S)?$",
+        description="Absolute path where the folder appears in the container.",
     )
     mode: StorageMode = Field(
         StorageMode.copy,
@@ -213,16 +231,99 @@ class Toleration(ApiModel):
     )
 
 
+class KeySelector(ApiModel):
+    """One key of a Secret or ConfigMap in the object's namespace."""
+
+    name: str = Field(
+        ..., pattern=DNS_SUBDOMAIN_PATTERN, max_length=253, description="Name of the Secret or ConfigMap."
+    )
+    key: str = Field(
+        ..., pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="The key whose value is used."
+    )
+    optional: bool | None = Field(None, description="Start even if the object or key is missing.")
+
+
+class FieldSelector(ApiModel):
+    """A field of the pod, as the downward API exposes it (`metadata.name`, `status.podIP`)."""
+
+    field_path: str = Field(..., min_length=1, description="Path of the field, such as `metadata.name`.")
+    api_version: str | None = Field(None, description="Version of the schema the path is written in.")
+
+
+class ResourceFieldSelector(ApiModel):
+    """A resource limit or request of the container (`limits.memory`, `requests.cpu`)."""
+
+    resource: str = Field(..., min_length=1, description="`limits.cpu`, `requests.memory`...")
+    container_name: str | None = Field(None, description="Container to read; this one by default.")
+    divisor: Quantity | None = Field(
+        None, description="Unit the value is expressed in (`1Mi`).", json_schema_extra=QUANTITY_EXTRA
+    )
+
+
+#: env[].valueFrom names one source, as the pod spec wants
+ONE_ENV_SOURCE = "exactly one of secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef"
+
+
+class EnvVarSource(ApiModel):
+    """Where a variable's value comes from: exactly one of the four sources."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.secretKeyRef) ? 1 : 0) + (has(self.configMapKeyRef) ? 1 : 0) + "
+                    "(has(self.fieldRef) ? 1 : 0) + (has(self.resourceFieldRef) ? 1 : 0) == 1",
+                    "message": f"set {ONE_ENV_SOURCE}",
+                }
+            ]
+        }
+    )
+
+    secret_key_ref: KeySelector | None = Field(None, description="A key of a Secret.")
+    config_map_key_ref: KeySelector | None = Field(None, description="A key of a ConfigMap.")
+    field_ref: FieldSelector | None = Field(None, description="A field of the pod.")
+    resource_field_ref: ResourceFieldSelector | None = Field(
+        None, description="A resource of the container."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVarSource:
+        sources = [self.secret_key_ref, self.config_map_key_ref, self.field_ref, self.resource_field_ref]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError(f"set {ONE_ENV_SOURCE}")
+        return self
+
+
 class EnvVar(ApiModel):
     """An environment variable: a value, or a reference as in the pod spec's `valueFrom`."""
 
-    name: str = Field(..., pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
-    value: str | None = Field(None, description="Literal value.")
-    value_from: dict[str, Any] | None = Field(
-        None,
-        description="A source for the value (secretKeyRef, configMapKeyRef, fieldRef...).",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.valueFrom) || !has(self.value) || self.value == ''",
+                    "message": "set value or valueFrom, not both",
+                }
+            ]
+        }
     )
+
+    name: str = Field(
+        ...,
+        pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+        max_length=253,
+        description="Variable name.",
+    )
+    value: str | None = Field(None, description="Literal value.")
+    value_from: EnvVarSource | None = Field(
+        None, description="A source for the value (secretKeyRef, configMapKeyRef, fieldRef...)."
+    )
+
+    @model_validator(mode="after")
+    def _value_or_source(self) -> EnvVar:
+        if self.value_from is not None and self.value:
+            raise ValueError("set value or valueFrom, not both")
+        return self
 
 
 class ObjectMeta(BaseModel):

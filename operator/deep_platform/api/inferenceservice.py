@@ -10,6 +10,8 @@ from pydantic import Field
 from .base import MODULE_OR_IMAGE, CrdInfo, CustomObject, SpecRule, Status, condition_column
 from .common import (
     DNS_SUBDOMAIN_PATTERN,
+    IMAGE_MAX_LENGTH,
+    IMAGE_PATTERN,
     LIST_MAP_BY_NAME,
     ApiModel,
     EnvVar,
@@ -61,7 +63,10 @@ class InferenceServiceSpec(ApiModel):
         ),
     )
     image: str | None = Field(
-        None, min_length=1, description="Container image; pins the image, overriding the Module's."
+        None,
+        pattern=IMAGE_PATTERN,
+        max_length=IMAGE_MAX_LENGTH,
+        description="Container image; pins the image, overriding the Module's."
     )
     env: list[EnvVar] = Field(
         default_factory=list,

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from .base import CrdInfo, CustomObject, Status, condition_column
-from .common import ApiModel, Resources
+from .common import IMAGE_MAX_LENGTH, IMAGE_PATTERN, ApiModel, Resources
 
 
 class Capabilities(ApiModel):
@@ -29,7 +29,8 @@ class ModuleSpec(ApiModel):
 
     image: str = Field(
         ...,
-        min_length=1,
+        pattern=IMAGE_PATTERN,
+        max_length=IMAGE_MAX_LENGTH,
         description=(
             "Container image with the DEEPaaS API (`deepaas-run` on port 5000, "
             "`deepaas-cli train`), as `registry/name:tag` or `name@sha256:...`. "

@@ -11,6 +11,8 @@ from pydantic import Field, field_validator
 from .base import MODULE_OR_IMAGE, CrdInfo, CustomObject, SpecRule, Status
 from .common import (
     DNS_SUBDOMAIN_PATTERN,
+    IMAGE_MAX_LENGTH,
+    IMAGE_PATTERN,
     LIST_MAP_BY_NAME,
     ApiModel,
     EnvVar,
@@ -41,7 +43,8 @@ class TrainingJobSpec(ApiModel):
     )
     image: str | None = Field(
         None,
-        min_length=1,
+        pattern=IMAGE_PATTERN,
+        max_length=IMAGE_MAX_LENGTH,
         description="Container image to run; overrides the Module's image.",
     )
     hyperparameters: dict[str, Any] = Field(
@@ -92,7 +95,7 @@ class TrainingJobSpec(ApiModel):
         None, ge=1, description="Wall-clock limit for the whole run, retries included."
     )
     ttl_seconds_after_finished: int | None = Field(
-        None, ge=0, description="Delete the Job and its pods this long after it finished."
+        None, ge=0, le=2**31 - 1, description="Delete the Job and its pods this long after it finished."
     )
     non_retryable_exit_codes: list[int] | None = Field(
         None,

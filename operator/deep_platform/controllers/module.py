@@ -15,15 +15,15 @@ from ..api.module import ModuleStatus
 from ..builders.module import build_catalogue_entry, index_item
 from ..catalogue import index
 from ..conditions import get_condition, set_condition
-from ..kube import kind_of
+from ..kube import ApiError, kind_of
 from ..metrics import instrumented
-from . import runtime
+from . import retry, runtime
 from .reconciler import invalid_spec_status, parse, plain, write_status
 
 log = logging.getLogger(__name__)
 KIND = kind_of(Module)
 SERVICES = kind_of(InferenceService)
-WARNING_REASONS = {"InvalidMetadata", "InvalidSpec"}
+WARNING_REASONS = {"InvalidMetadata", "InvalidSpec", "CatalogueEntryRejected"}
 ALL = "all"  # the one key of the catalogue_items index
 
 
@@ -216,23 +216,34 @@ def reconcile_module(
         endpoints = [u["url"] for u in users if u["url"]]
         entry = build_catalogue_entry(module, rt.config.platform_namespace, endpoints, problems)
         applied = (module.metadata.uid or "", entry["data"])
+        refusal = None
         if writer.applied.get(module.name) != applied:
-            rt.kube.apply(entry)
-            writer.applied[module.name] = applied
-        if status.image is not None and status.image != module.spec.image:
-            rolled = roll_out(rt, users)
-            log.info("Module %s: image %s -> %s rolled out to %s", module.name, status.image,
-                     module.spec.image, ", ".join(rolled) or "no service")
-        status.catalogue_entry = entry["metadata"]["name"]
-        status.image = module.spec.image
-        set_condition(
-            status,
-            "Ready",
-            True,
-            "Published",
-            f"in the catalogue as {rt.config.platform_namespace}/{status.catalogue_entry}",
-            generation,
-        )
+            try:
+                rt.kube.apply(entry)
+                writer.applied[module.name] = applied
+            except ApiError as exc:
+                if not retry.refused(exc):
+                    raise
+                # too big for a ConfigMap, a quota...: said in the status; the resync retries
+                refusal = retry.refusal_message(f"the catalogue entry of {module.name}", exc)
+                refusal = refusal.replace("(retried automatically)", "(retried at the next resync)")
+        if refusal is not None:
+            set_condition(status, "Ready", False, "CatalogueEntryRejected", refusal, generation)
+        else:
+            if status.image is not None and status.image != module.spec.image:
+                rolled = roll_out(rt, users)
+                log.info("Module %s: image %s -> %s rolled out to %s", module.name, status.image,
+                         module.spec.image, ", ".join(rolled) or "no service")
+            status.catalogue_entry = entry["metadata"]["name"]
+            status.image = module.spec.image
+            set_condition(
+                status,
+                "Ready",
+                True,
+                "Published",
+                f"in the catalogue as {rt.config.platform_namespace}/{status.catalogue_entry}",
+                generation,
+            )
         status.observed_generation = generation
     writer.mark_stale()
     if write_status(rt.kube, KIND, body, status):

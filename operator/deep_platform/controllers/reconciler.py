@@ -38,7 +38,14 @@ def write_status(api: k.Kube, kind: k.Kind, body: dict[str, Any], status: Status
     if patch is None:
         return None
     meta = body["metadata"]
-    return api.patch_status(kind, meta["name"], meta.get("namespace"), patch)
+    try:
+        return api.patch_status(kind, meta["name"], meta.get("namespace"), patch)
+    except k.ApiError as exc:
+        if not exc.not_found:
+            raise
+        # deleted while we reconciled (its namespace going, most often): nothing to report to
+        log.debug("%s %s is gone; status not written", kind.kind, meta["name"])
+        return None
 
 
 def announce_transitions(

@@ -20,13 +20,13 @@ from ..errors import tail
 
 log = logging.getLogger(__name__)
 
-#: answers that mean "not like this, not now": a quota (403), a webhook (400/403), an invalid
-#: object (422). 409 and 5xx are handled where they happen (conflicts, transient failures).
-REFUSALS = frozenset({400, 403, 422})
-
-
 def refused(exc: k.ApiError) -> bool:
-    return exc.status in REFUSALS
+    """Every error answer but a conflict (409, handled where it happens) means "not like this,
+    not now": a quota (403), a webhook (400/403), an invalid object (422), a value server-side
+    apply cannot type (500 "failed to create typed patch object"), a namespace being deleted
+    (403/404), the server overloaded (429/5xx). Said in the status and retried, never raised:
+    a traceback every resync helps nobody."""
+    return not exc.conflict
 
 
 def refusal_message(what: str, exc: k.ApiError) -> str:
@@ -36,6 +36,8 @@ def refusal_message(what: str, exc: k.ApiError) -> str:
         fix = "free some of the namespace's quota or ask the site admin to raise it"
     elif exc.status == 403:
         fix = "an admission policy of the cluster refuses it; see the message"
+    elif exc.status >= 500 and "typed patch" not in exc.message:
+        fix = "the API server failed; see the message"
     else:
         fix = "the cluster refuses the object as built; see the message"
     return f"the API server refused {what} ({exc.status} {exc.reason}): {said}; {fix} (retried automatically)"

@@ -459,6 +459,7 @@ def start_watches(**_: Any) -> None:
 @kopf.on.cleanup(id="trainingjob-watches-stop")
 def stop_watches(**_: Any) -> None:
     watches.stop()
+    pod_check.cancel_all()
 
 
 @resync.every(RESYNC_SECONDS, "trainingjob")
@@ -682,11 +683,20 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
         ready = (False, problem[0], problem[1])
     assert job is not None
     status.job_name = tj.name
-    set_condition(status, "Ready", ready[0], ready[1], ready[2], generation)
     pods = []
     if not created and not _true_conditions(job).get("Complete"):  # a Job created now has no pods
         pods = rt.kube.list(k.POD, namespace, label_selector=f"job-name={tj.name}")
     seen = observe(job, pods, queued=bool(tj.spec.queue_name) and not tj.spec.suspend)
+    if not created and awaits_pods(job, pods):
+        refusal = pods_refused(rt.kube, job)
+        if refusal is not None:
+            seen.reason, seen.message = "FailedCreate", refusal
+            ready = (False, "FailedCreate", refusal)
+        key = _key(body)  # no watch event says that a quota was raised or a pod was refused
+        pod_check.schedule(key, lambda: watches.add(key, ("fresh", None)))
+    else:
+        pod_check.reset(_key(body))
+    set_condition(status, "Ready", ready[0], ready[1], ready[2], generation)
     set_storage_condition(status, tj.spec.storage, pods, generation)
     if seen.phase == "Succeeded" and before.phase == "Succeeded":
         seen.pod_name, seen.node_name = before.pod_name, before.node_name  # pods may be gone
@@ -723,6 +733,48 @@ def _job_deleted(
     )
     set_condition(status, "Ready", True, "JobDeleted", message, generation)
     return status
+
+
+#: re-reads of a Job that has no pod: 2 s, doubling up to 1 min, until a pod appears
+pod_check = retry.Backoff(first=2.0, cap=60.0)
+
+
+def awaits_pods(job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
+    """A running Job (not suspended, not finished) that has no pod at all."""
+    if pods or finished(job) or (job.get("spec") or {}).get("suspend"):
+        return False
+    status = job.get("status") or {}
+    return not (status.get("active") or status.get("succeeded") or status.get("failed"))
+
+
+def pods_refused(api: k.Kube, job: dict[str, Any]) -> str | None:
+    """What the API server answered the Job controller's pod creates (its FailedCreate Event:
+    a ResourceQuota, Pod Security, a LimitRange, a webhook), or None. The Job's status says
+    nothing of it; without `list events` the TrainingJob just stays Pending."""
+    meta = job.get("metadata") or {}
+    try:
+        found = api.list(
+            k.EVENT,
+            meta.get("namespace"),
+            field_selector=f"involvedObject.uid={meta.get('uid')},reason=FailedCreate",
+        )
+    except k.ApiError as exc:
+        log.debug("events of Job %s: %s", meta.get("name"), exc)
+        return None
+    if not found:
+        return None
+    last = max(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    said = str(last.get("message") or "").removeprefix("Error creating: ")
+    if "exceeded quota" in said:
+        fix = "free some of the namespace's quota or ask the site admin to raise it"
+    elif "PodSecurity" in said:
+        fix = "the namespace's Pod Security level refuses the pod"
+    else:
+        fix = "an admission policy of the cluster refuses the pod; see the message"
+    return (
+        f"the API server refused the training pod: {tail(said, 400)}; {fix} "
+        f"(the Job controller keeps trying; kubectl describe job {meta.get('name')})"
+    )
 
 
 def dropped_fields(live: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any] | None:
