@@ -268,8 +268,9 @@ def test_pods_refused_by_a_quota_are_shown(e2e_operator: Any, namespace: str, ku
     """The Job is accepted, its pods are not: the Job controller only says so in Events
     (FailedCreate); the TrainingJob must say it too instead of `Pending` with Ready=True."""
     api = e2e_operator.kube
-    api.create({"apiVersion": "v1", "kind": "ResourceQuota",
-                "metadata": {"name": "no-pods", "namespace": namespace}, "spec": {"hard": {"pods": "0"}}})
+    api.request("POST", f"/api/v1/namespaces/{namespace}/resourcequotas", {
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "no-pods", "namespace": namespace}, "spec": {"hard": {"pods": "0"}}})
     api.apply(trainingjob("refused", namespace))
     event = wait_event(api, namespace, "Job", "refused", "FailedCreate")
     assert "exceeded quota" in event["message"]
@@ -286,3 +287,8 @@ def test_pods_refused_by_a_quota_are_shown(e2e_operator: Any, namespace: str, ku
     assert "exceeded quota" in ready["message"]
     assert get_dtj(api, namespace)["refused"]["Reason"] == "FailedCreate"
     assert wait_event(api, namespace, "TrainingJob", "refused", "FailedCreate")["type"] == "Warning"
+
+    # the quota is lifted: the Job controller's next try makes the pod, the TrainingJob recovers
+    api.request("DELETE", f"/api/v1/namespaces/{namespace}/resourcequotas/no-pods")
+    st = phase(api, "refused", namespace, "Succeeded", timeout=60)
+    assert condition(st, "Ready")["status"] == "True"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deep_platform.controllers.trainingjob import finished, observe
+from deep_platform.controllers.trainingjob import awaits_pods, finished, observe, pods_refused
 from tests.unit.test_trainingjob_phases import cond, job, pod
 
 
@@ -60,3 +60,35 @@ def test_finished() -> None:
     assert finished(job(conditions=[cond("FailureTarget", "DeadlineExceeded")]))
     assert not finished(job(conditions=[cond("Suspended")]))
     assert not finished(job())
+
+
+class EventsOnly:
+    """A Kube that answers the FailedCreate Events of a Job, as kube-apiserver 1.36 words them."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = messages
+        self.selectors: list[str | None] = []
+
+    def list(self, kind: Any, namespace: str | None = None, label_selector: str | None = None,
+             field_selector: str | None = None) -> list[dict[str, Any]]:
+        self.selectors.append(field_selector)
+        return [
+            {"message": m, "lastTimestamp": f"2025-01-01T10:00:0{i}Z"} for i, m in enumerate(self.messages)
+        ]
+
+
+def test_pods_refused_names_the_api_servers_answer() -> None:
+    quota = ('Error creating: pods "t-x" is forbidden: exceeded quota: no-pods, requested: pods=1, '
+             "used: pods=0, limited: pods=0")
+    api = EventsOnly(["Error creating: older", quota])
+    running = {"metadata": {"name": "t", "namespace": "ns", "uid": "u1"}, "spec": {}, "status": {}}
+    assert awaits_pods(running, [])
+    message = pods_refused(api, running)  # type: ignore[arg-type]
+    assert message is not None and message.startswith('the API server refused the training pod: pods "t-x"')
+    assert "exceeded quota: no-pods" in message and "raise it" in message
+    assert api.selectors == ["involvedObject.uid=u1,reason=FailedCreate"]
+    assert pods_refused(EventsOnly([]), running) is None  # type: ignore[arg-type]
+    assert not awaits_pods({**running, "spec": {"suspend": True}}, [])
+    assert not awaits_pods({**running, "status": {"active": 1}}, [])
+    assert not awaits_pods(running, [pod("t-a", "Pending")])
+    assert not awaits_pods(job(conditions=[cond("Complete")]), [])
