@@ -6,7 +6,8 @@ the EndpointSlice controller, the garbage collector, Pod Security "restricted". 
 adds below the API server is played here:
 
 - the kubelet: `NodeKubelet` (tests/harness/node_kubelet.py) moves the bound pods through their
-  states and gives each a pod IP (10.244.x.y, which the EndpointSlice controller accepts);
+  states and gives each a pod IP (10.244.x.y: the API server refuses loopback and link-local
+  addresses in EndpointSlices, so the controller would publish no endpoint for 127.0.0.1);
 - the container: a real `deepaas-run` serving the tiny model, started on a loopback port when
   its pod turns Running (`on_running`), stopped on graceful deletion (`on_stopped`); the pod
   turns Ready only once that process answers its readiness path (`readiness`);
@@ -44,7 +45,7 @@ from deep_platform.activator.proxy import bound_port, serve
 from deep_platform.api import InferenceService
 from deep_platform.builders import pod as podparts
 from deep_platform.builders.inferenceservice import DEEPAAS_PORT, READINESS_PATH
-from tests.harness.node_kubelet import NodeKubelet, PodRun
+from tests.harness.node_kubelet import NodeKubelet, Outcome, PodRun, default_outcome
 
 ISVC = k.kind_of(InferenceService)
 REPLICASET = k.Kind("apps/v1", "ReplicaSet", "replicasets")
@@ -393,3 +394,125 @@ async def test_deletion_collects_everything(e2e_operator: Any, namespace: str, m
 
     await eventually(gone, "the children to be garbage-collected")
     assert model.process.poll() is not None and model in models.stopped
+
+
+async def test_rolling_update_keeps_an_endpoint_ready(
+    e2e_operator: Any, namespace: str, models: Models
+) -> None:
+    """A new version (here: an env change) rolls out through a second ReplicaSet with maxSurge 1,
+    maxUnavailable 0: the new pod is ready before the old one stops, so the Service never has
+    zero ready endpoints, and the status follows the new version."""
+    api = e2e_operator.kube
+    api.create(inference_service("tiny", namespace, minReplicas=1))
+    before = (await eventually(lambda: serving(api, "tiny", namespace, 1), "Ready=True Serving"))["version"]
+    [old] = models.running()
+    seen: list[list[str]] = []
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        while not stop_sampling.is_set():
+            seen.append(ready_addresses(api, "tiny", namespace))
+            stop_sampling.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        api.patch(
+            ISVC, "tiny", namespace, {"spec": {"env": [{"name": "TINYMODEL_WARM_SECONDS", "value": "0"}]}}
+        )
+
+        def rolled() -> dict[str, Any] | None:
+            status = serving(api, "tiny", namespace, 1)
+            done = (
+                status is not None and status["version"] != before and len(pods(api, "tiny", namespace)) == 1
+            )
+            return status if done and old.process.poll() is not None else None
+
+        status = await eventually(rolled, "the new version serving alone")
+    finally:
+        stop_sampling.set()
+        sampler.join(5)
+    assert seen and all(seen), "a moment without a ready endpoint during the rollout"
+    [new] = models.running()
+    assert new is not old and ready_addresses(api, "tiny", namespace) == [new.ip]
+    sets = api.list(REPLICASET, namespace, label_selector=selector("tiny"))
+    assert sorted(rs["spec"]["replicas"] for rs in sets) == [0, 1]
+    deployment = api.get(k.DEPLOYMENT, "tiny", namespace)
+    assert deployment is not None
+    template = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert status["version"] == template["deep-hybrid-datacloud.eu/version"]
+
+
+async def test_prewarm_each_version_then_zero(
+    e2e_operator: Any, namespace: str, models: Models, activator: Callable[[], Any]
+) -> None:
+    """prewarm: the scaler keeps one replica until its warm-up request reached the version;
+    Ready=False Prewarming until then; back to zero when idle; a new version while at zero is
+    started, warmed and stopped again, without a user request and without a cold start."""
+    api = e2e_operator.kube
+    api.create(inference_service("tiny", namespace, scaleToZeroAfter="2s", prewarm=True))
+    status = await eventually(
+        lambda: isvc_status(api, "tiny", namespace).get("version") and isvc_status(api, "tiny", namespace),
+        "a version in status",
+    )
+    assert condition(status, "Ready").get("reason") in ("Prewarming", None), status
+    await activator()
+
+    def warmed() -> dict[str, Any] | None:
+        status = isvc_status(api, "tiny", namespace)
+        return status if status.get("version") and status.get("warmedVersion") == status["version"] else None
+
+    first = (await eventually(warmed, "warmedVersion == version"))["version"]
+    status = await eventually(lambda: scaled_to_zero(api, "tiny", namespace, models), "scale to zero")
+    assert status["warmedVersion"] == first and not status.get("coldStarts")
+
+    api.patch(ISVC, "tiny", namespace, {"spec": {"env": [{"name": "TINYMODEL_WARM_SECONDS", "value": "0"}]}})
+    second = await eventually(
+        lambda: (w := warmed()) is not None and w["version"] != first and w, "the new version warmed"
+    )
+    status = await eventually(lambda: scaled_to_zero(api, "tiny", namespace, models), "zero again")
+    assert status["warmedVersion"] == second["version"] and not status.get("coldStarts")
+    assert len(models.stopped) == 2  # one process per version, each stopped after its warm-up
+
+
+async def test_a_service_that_cannot_start_answers_at_once(
+    e2e_operator: Any, namespace: str, models: Models, kubelet: NodeKubelet, activator: Callable[[], Any]
+) -> None:
+    """Woken from zero, a service whose pod the real scheduler cannot place answers 503
+    Unschedulable with the scheduler's message, one whose image cannot be pulled 502; neither
+    hangs, and both go back to zero when idle."""
+    api = e2e_operator.kube
+
+    def decide(pod: dict[str, Any]) -> Outcome:
+        if pod["metadata"]["labels"].get(podparts.LABEL_NAME) == "nopull":
+            return Outcome(
+                exit_code=None, waiting_reason="ImagePullBackOff", waiting_message="Back-off pulling image"
+            )
+        return default_outcome(pod)
+
+    kubelet.decide = decide
+    huge = inference_service("huge", namespace, scaleToZeroAfter="2s")
+    huge["spec"]["resources"] = {"cpu": "64", "memory": "128Mi"}  # the biggest node has 32 cores
+    api.create(huge)
+    api.create(inference_service("nopull", namespace, scaleToZeroAfter="2s"))
+    running = await activator()
+    for name in ("huge", "nopull"):
+        await eventually(lambda name=name: scaled_to_zero(api, name, namespace, models), f"{name} at zero")
+
+    async with aiohttp.ClientSession() as session:
+        started = time.monotonic()
+        async with session.get(f"{running.url}/huge/v2/models/") as response:
+            body = await response.json()
+        assert (response.status, body["error"]) == (503, "Unschedulable"), body
+        assert "Insufficient cpu" in body["message"], body
+        assert response.headers["Retry-After"]
+        async with session.get(f"{running.url}/nopull/v2/models/") as response:
+            body = await response.json()
+        assert (response.status, body["error"]) == (502, "ImagePullBackOff"), body
+        assert "Back-off pulling image" in body["message"], body
+        assert time.monotonic() - started < 30  # far below the cold-start timeout (60 s)
+    for name in ("huge", "nopull"):
+        await eventually(
+            lambda name=name: scaled_to_zero(api, name, namespace, models), f"{name} idle to zero"
+        )
+    assert not models.stopped  # no process ever ran
