@@ -32,6 +32,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -497,7 +498,7 @@ async def test_a_service_that_cannot_start_answers_at_once(
     api.create(inference_service("nopull", namespace, scaleToZeroAfter="2s"))
     running = await activator()
     for name in ("huge", "nopull"):
-        await eventually(lambda name=name: scaled_to_zero(api, name, namespace, models), f"{name} at zero")
+        await eventually(partial(scaled_to_zero, api, name, namespace, models), f"{name} at zero")
 
     async with aiohttp.ClientSession() as session:
         started = time.monotonic()
@@ -512,7 +513,5 @@ async def test_a_service_that_cannot_start_answers_at_once(
         assert "Back-off pulling image" in body["message"], body
         assert time.monotonic() - started < 30  # far below the cold-start timeout (60 s)
     for name in ("huge", "nopull"):
-        await eventually(
-            lambda name=name: scaled_to_zero(api, name, namespace, models), f"{name} idle to zero"
-        )
+        await eventually(partial(scaled_to_zero, api, name, namespace, models), f"{name} idle to zero")
     assert not models.stopped  # no process ever ran
