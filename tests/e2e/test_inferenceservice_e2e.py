@@ -354,6 +354,19 @@ async def test_scale_to_zero_and_back_through_the_activator(
     assert status.get("coldStarts", 0) == 0
     deployment = api.get(k.DEPLOYMENT, "tiny", namespace)
     assert deployment is not None and deployment["spec"]["replicas"] == 0
+    # replicas is not the operator's: its apply leaves the field out (the real server records no
+    # managedFields entry for a merge patch through deployments/scale: nobody owns replicas)
+    applied = [e for e in deployment["metadata"]["managedFields"] if e["operation"] == "Apply"]
+    assert applied and all("f:replicas" not in e["fieldsV1"]["f:spec"] for e in applied)
+    # so a new apply of the Deployment (a spec change) leaves it at zero
+    api.patch(ISVC, "tiny", namespace, {"spec": {"scaling": {"targetConcurrency": 2}}})
+    generation = (api.get(ISVC, "tiny", namespace) or {})["metadata"]["generation"]
+    await eventually(
+        lambda: isvc_status(api, "tiny", namespace).get("observedGeneration") == generation,
+        "the operator to apply the new generation",
+    )
+    deployment = api.get(k.DEPLOYMENT, "tiny", namespace)
+    assert deployment is not None and deployment["spec"]["replicas"] == 0
 
     form = aiohttp.FormData()
     form.add_field("text", "hello from the e2e test")
