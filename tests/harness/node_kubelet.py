@@ -318,8 +318,7 @@ class NodeKubelet:
             "hostIPs": [{"ip": "10.0.0.1"}],
             "podIP": run.ip,
             "podIPs": [{"ip": run.ip}],
-            "startTime": start,
-            "qosClass": _qos(spec),
+            "startTime": start,  # qosClass is the API server's to set (immutable once set)
         }
         conditions = {
             "PodScheduled": "True",
@@ -470,12 +469,3 @@ def _container_status(
         "state": state,
     }
 
-
-def _qos(spec: dict[str, Any]) -> str:
-    limits = [c.get("resources", {}).get("limits") for c in spec["containers"]]
-    requests = [c.get("resources", {}).get("requests") for c in spec["containers"]]
-    if not any(limits) and not any(requests):
-        return "BestEffort"
-    if all(limit and limit == (request or limit) for limit, request in zip(limits, requests, strict=True)):
-        return "Guaranteed"
-    return "Burstable"
