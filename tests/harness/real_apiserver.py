@@ -318,7 +318,7 @@ class RealApiServer:
 def _established(crd: Obj | None) -> bool:
     return any(
         c["type"] == "Established" and c["status"] == "True"
-        for c in ((crd or {}).get("status") or {}).get("conditions", [])
+        for c in ((crd or {}).get("status") or {}).get("conditions") or []
     )
 
 
