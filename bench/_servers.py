@@ -1,0 +1,106 @@
+"""Which API server a benchmark runs against: `--server real` (default where one is available:
+tests/harness/realserver.find(), i.e. $KUBECONFIG, else the shared/k8s control plane started for
+the run on the ports of DEEP_K8S_*_PORT and wiped at the end) or `--server emulator`.
+
+Benchmarks pass a *spec* to their subprocesses (a URL for the emulator, a kubeconfig path for a
+real server) and build their clients with `client_for(spec)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import kubernetes  # noqa: E402
+from kubernetes.client import Configuration  # noqa: E402
+
+from deep_platform import kube as k  # noqa: E402
+from tests.harness import realserver  # noqa: E402
+
+#: the benchmarks' own control plane, unless DEEP_K8S_* say otherwise (never the tests' ports)
+BENCH_PORTS = {
+    "DEEP_K8S_APISERVER_PORT": "18601",
+    "DEEP_K8S_ETCD_PORT": "18602",
+    "DEEP_K8S_ETCD_PEER_PORT": "18603",
+    "DEEP_K8S_KCM_PORT": "18604",
+    "DEEP_K8S_SCHEDULER_PORT": "18605",
+}
+
+
+def add_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server", choices=("real", "emulator"), default=None,
+        help="API server: a real kube-apiserver (default where one is available) or the test emulator",
+    )
+
+
+def client_for(spec: str, component: str = "bench") -> k.Kube:
+    """A client of the server named by spec: an http URL (emulator) or a kubeconfig path."""
+    configuration = Configuration()
+    if spec.startswith("http"):
+        configuration.host = spec
+    else:
+        kubernetes.config.load_kube_config(config_file=spec, client_configuration=configuration)
+    return k.Kube(configuration, component=component)
+
+
+@contextlib.contextmanager
+def real_server(required: bool) -> Iterator[str | None]:
+    """A kubeconfig path of a real API server, or None (with a line saying why) when there is none
+    and `required` is false."""
+    for name, port in BENCH_PORTS.items():
+        os.environ.setdefault(name, port)
+    os.environ.setdefault("DEEP_K8S_HOME", str(Path("/tmp") / f"deep-k8s-bench-{os.getpid()}"))
+    with realserver.session() as found:
+        if isinstance(found, str):
+            if required:
+                raise SystemExit(f"--server real: no real API server ({found})")
+            print(f"no real API server ({found}): running on the emulator", flush=True)
+            yield None
+            return
+        kubeconfig = str(found.kubeconfig) if found.kubeconfig else os.path.expanduser("~/.kube/config")
+        print(f"server: real kube-apiserver ({found.origin}, {kubeconfig})", flush=True)
+        yield kubeconfig
+
+
+def install_crds(api: k.Kube) -> None:
+    from deep_platform.api.crdgen import KINDS, crd
+
+    for kind in KINDS:
+        api.apply(crd(kind))
+    deadline = time.monotonic() + 60
+    for kind in KINDS:
+        while True:
+            status = (api.get(k.CRD, kind.crd.crd_name) or {}).get("status") or {}
+            conditions = status.get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"CRD {kind.crd.crd_name} not established")
+            time.sleep(0.2)
+    time.sleep(1.0)  # discovery and the CRD handlers settle
+
+
+def namespace(api: k.Kube, prefix: str) -> str:
+    """A fresh namespace (names are unique per run: two runs on one server do not meet)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+def ensure_namespace(api: k.Kube, name: str) -> None:
+    if api.get(k.NAMESPACE, name) is None:
+        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
