@@ -7,6 +7,7 @@ pods do: ready replicas, conditions Ready and ScaledToZero, and why a model does
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import kopf
@@ -215,6 +216,21 @@ def reconcile_by_name(rt: runtime.Runtime, namespace: str, name: str) -> None:
         reconcile_inferenceservice(rt, body)
 
 
+class StaleStatus(Exception):
+    """The status a reconciliation started from is no longer the stored one."""
+
+
+_guard = threading.Lock()
+_locks: dict[tuple[str, str], threading.RLock] = {}
+#: reconciliations of one service that start over from a fresh read after a stale status
+CONFLICT_ATTEMPTS = 5
+
+
+def _lock(key: tuple[str, str]) -> threading.RLock:
+    with _guard:
+        return _locks.setdefault(key, threading.RLock())
+
+
 @instrumented("inferenceservice")
 def reconcile_inferenceservice(
     rt: runtime.Runtime, body: dict[str, Any], apply_children: bool = True
@@ -222,7 +238,30 @@ def reconcile_inferenceservice(
     """Apply the Deployment and Service (unless only status is refreshed) and write status.
 
     Also called by the Module controller to roll a new Module image out to its services.
+
+    One reconciliation per service at a time in this process; and the status is written with
+    the resourceVersion it was computed from as a precondition, so that kopf's copy of the
+    body (older than our last status write), or a second operator process, never makes a
+    transition twice: on a conflict the service is read again and the reconciliation redone,
+    so its Events compare with the stored status, not with a stale one.
     """
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or ""
+    with _lock((namespace, name)):
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                _reconcile_once(rt, body, apply_children)
+                return
+            except StaleStatus:
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+            fresh = rt.kube.get(KIND, name, namespace or None)
+            if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                return
+            body = fresh
+
+
+def _reconcile_once(rt: runtime.Runtime, body: dict[str, Any], apply_children: bool) -> None:
     before = InferenceServiceStatus.model_validate(body.get("status") or {})
     isvc = parse(InferenceService, body)
     if isinstance(isvc, list):
@@ -266,7 +305,13 @@ def reconcile_inferenceservice(
             serving_conditions(status, isvc, deployment, pods)
             set_storage_condition(status, isvc.spec.storage, pods, generation)
         status.observed_generation = generation
-    if write_status(rt.kube, KIND, body, status):
+    try:
+        written = write_status(rt.kube, KIND, body, status, precondition=True)
+    except ApiError as exc:
+        if not exc.conflict:
+            raise
+        raise StaleStatus() from exc
+    if written:
         announce_transitions(
             rt.kube,
             body,

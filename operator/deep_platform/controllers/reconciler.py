@@ -32,13 +32,29 @@ def parse(model: type[T], body: dict[str, Any]) -> T | list[str]:
         return describe_validation_error(exc)
 
 
-def write_status(api: k.Kube, kind: k.Kind, body: dict[str, Any], status: Status) -> dict[str, Any] | None:
-    """Patch the status subresource only when something the model knows changed."""
+def write_status(
+    api: k.Kube, kind: k.Kind, body: dict[str, Any], status: Status, precondition: bool = False
+) -> dict[str, Any] | None:
+    """Patch the status subresource only when something the model knows changed.
+
+    With precondition, the patch carries the resourceVersion of body: it lands only if the
+    status it was computed from is still the stored one (else a 409 ApiError, `conflict`), so
+    a transition decided from a stale copy (another reconciliation of the same object, or an
+    operator process that was killed and replaced) is never written nor announced twice.
+    """
     patch = status_patch(body.get("status"), status)
     if patch is None:
         return None
     meta = body["metadata"]
     try:
+        if precondition and meta.get("resourceVersion"):
+            return api.patch(
+                kind,
+                meta["name"],
+                meta.get("namespace"),
+                {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": patch},
+                sub="status",
+            )
         return api.patch_status(kind, meta["name"], meta.get("namespace"), patch)
     except k.ApiError as exc:
         if not exc.not_found:
