@@ -528,3 +528,32 @@ async def test_a_service_that_cannot_start_answers_at_once(
     for name in ("huge", "nopull"):
         await eventually(partial(scaled_to_zero, api, name, namespace, models), f"{name} idle to zero")
     assert not models.stopped  # no process ever ran
+
+
+async def test_held_requests_share_one_cold_start_and_scale_up(
+    e2e_operator: Any, namespace: str, models: Models, activator: Callable[[], Any]
+) -> None:
+    """Three requests arrive at zero while the model loads slowly: one wake-up (one cold start)
+    serves them all, and their load makes the scaler add a second replica (targetConcurrency 1,
+    maxReplicas 2) through the real ReplicaSet; idle, both go."""
+    api = e2e_operator.kube
+    body = inference_service("slow", namespace, scaleToZeroAfter="5s", maxReplicas=2, targetConcurrency=1)
+    body["spec"]["env"] = [{"name": "TINYMODEL_LOAD_SECONDS", "value": "1"}]  # ~3 s to the first answer
+    api.create(body)
+    running = await activator()
+    await eventually(partial(scaled_to_zero, api, "slow", namespace, models), "slow at zero", timeout=90)
+    stopped_before = len(models.stopped)  # the replica the Deployment started with, if it got to run
+
+    async def ask(session: aiohttp.ClientSession) -> tuple[int, Any]:
+        async with session.get(f"{running.url}/slow/v2/models/") as response:
+            return response.status, await response.json()
+
+    async with aiohttp.ClientSession() as session:
+        answers = await asyncio.gather(*(ask(session) for _ in range(3)))
+    assert [code for code, _ in answers] == [200, 200, 200], answers
+    assert all(answer["models"][0]["id"] == "tinymodel" for _, answer in answers)
+    await eventually(lambda: serving(api, "slow", namespace, 2), "a second replica ready")
+    assert len({m.ip for m in models.running()}) == 2
+    assert isvc_status(api, "slow", namespace)["coldStarts"] == 1
+    await eventually(partial(scaled_to_zero, api, "slow", namespace, models), "both replicas idle to zero")
+    assert len(models.stopped) - stopped_before == 2
