@@ -23,9 +23,12 @@ lint: install
 	ruff check operator tests bench
 	mypy
 
-## lint, type-check and the whole test suite (e2e tests skip without a cluster)
+## lint, type-check and the whole test suite: e2e tests on a real API server (KUBECONFIG, else
+## ../shared/k8s started by the tests, else skipped), the integration tests on the emulator and,
+## where ../shared/k8s is present, on that real server too
+DEEP_TEST_SERVER ?= $(if $(wildcard ../shared/k8s/up.sh),real,emulator)
 test: install lint
-	$(PYTHON) -m pytest -q
+	DEEP_TEST_SERVER=$(DEEP_TEST_SERVER) $(PYTHON) -m pytest -q
 
 crds:
 	deep-platform crds -o crds/

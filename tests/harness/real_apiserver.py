@@ -30,6 +30,7 @@ from kubernetes.client import Configuration
 
 from deep_platform import kube as k
 from tests.harness import realserver
+from tests.harness.node_kubelet import STAND_IN_LABEL
 
 Obj = dict[str, Any]
 CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
@@ -293,7 +294,7 @@ class RealApiServer:
                                 "propagationPolicy": "Background",
                             },
                         )
-        for node in self.list("nodes"):
+        for node in self.list("nodes", label_selector=f"!{STAND_IN_LABEL}"):  # the e2e stand-in's stay
             self.delete("nodes", None, node["metadata"]["name"])
         for pv in self.list("persistentvolumes"):
             self.delete("persistentvolumes", None, pv["metadata"]["name"])

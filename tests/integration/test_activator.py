@@ -33,6 +33,12 @@ NS, NAME = "default", "tiny"
 pytestmark = pytest.mark.timeout(90)
 
 
+PLAYS_THE_CLUSTER = (
+    "plays the Deployment controller and kubelet (tests/harness/kubelet.py); "
+    "tests/e2e/test_inferenceservice_e2e.py runs this story on a real server"
+)
+
+
 def inference_service(**scaling: Any) -> dict[str, Any]:
     return {
         "apiVersion": "deep-hybrid-datacloud.eu/v1alpha1",
@@ -140,6 +146,7 @@ async def predict(
         return dict(await r.json())
 
 
+@pytest.mark.emulator_only(PLAYS_THE_CLUSTER)
 async def test_first_request_after_zero_succeeds_and_idle_returns_to_zero(
     apiserver: Any, service: Any
 ) -> None:
@@ -162,6 +169,7 @@ async def test_first_request_after_zero_succeeds_and_idle_returns_to_zero(
             assert isvc_status(apiserver)["coldStarts"] == 1
 
 
+@pytest.mark.emulator_only(PLAYS_THE_CLUSTER)
 async def test_hundred_requests_during_one_cold_start_all_succeed(apiserver: Any, service: Any) -> None:
     service(maxReplicas=1)
     with Kubelet(apiserver, NS, NAME) as kubelet:
@@ -178,6 +186,7 @@ async def test_hundred_requests_during_one_cold_start_all_succeed(apiserver: Any
             assert running.activator.services[f"{NS}/{NAME}"].waiting == 0
 
 
+@pytest.mark.emulator_only(PLAYS_THE_CLUSTER)
 async def test_concurrent_burst_scales_up_to_max(apiserver: Any, service: Any) -> None:
     service(maxReplicas=3, targetConcurrency=1)
     with Kubelet(apiserver, NS, NAME) as kubelet:
@@ -218,6 +227,7 @@ async def test_concurrent_burst_scales_up_to_max(apiserver: Any, service: Any) -
             assert kubelet.max_running == 3
 
 
+@pytest.mark.emulator_only(PLAYS_THE_CLUSTER)
 async def test_two_activators_do_not_fight(apiserver: Any, service: Any) -> None:
     service(maxReplicas=2)
     with Kubelet(apiserver, NS, NAME) as kubelet:
@@ -266,6 +276,7 @@ async def test_unknown_service_is_a_json_404(apiserver: Any) -> None:
     assert "default/nope" not in running.activator.services
 
 
+@pytest.mark.emulator_only(PLAYS_THE_CLUSTER)
 async def test_crash_looping_model_gets_502_with_reason_not_a_hang(apiserver: Any, operator: Any) -> None:
     body = inference_service()
     body["spec"]["env"] = [{"name": "DEEPAAS_V2_MODEL", "value": "bogus"}]
@@ -303,6 +314,7 @@ async def test_cold_start_timeout_is_503_with_retry_after(apiserver: Any, servic
             assert "starting" in body["message"]
 
 
+@pytest.mark.emulator_only(PLAYS_THE_CLUSTER)
 async def test_client_disconnect_while_waiting_does_not_leak(apiserver: Any, service: Any) -> None:
     service()
     with Kubelet(apiserver, NS, NAME, extra_env={"TINYMODEL_LOAD_SECONDS": "1"}) as kubelet:
@@ -336,6 +348,7 @@ async def test_client_disconnect_while_waiting_does_not_leak(apiserver: Any, ser
                 assert r.status == 200
 
 
+@pytest.mark.emulator_only(PLAYS_THE_CLUSTER)
 async def test_prewarm_sends_warm_up_before_ready(apiserver: Any, service: Any) -> None:
     service(prewarm=True)
     with Kubelet(apiserver, NS, NAME) as kubelet:

@@ -51,12 +51,13 @@ def test_lists_then_watches_with_the_selector_and_stops_at_once(apiserver: Any) 
 def test_a_relist_reports_what_was_deleted_while_nobody_watched(apiserver: Any) -> None:
     kube = kube_for(apiserver.url)
     for name in ("stays", "goes"):
-        kube.create(configmap(name))
+        kube.create(configmap(name, app="relist"))
     seen = Recorder()
-    informer = Informer(kube, k.CONFIGMAP, seen, "default")
+    # a selector: a real server's namespaces hold ConfigMaps of their own (kube-root-ca.crt)
+    informer = Informer(kube, k.CONFIGMAP, seen, "default", "app=relist")
     informer._relist()
     kube.delete(k.CONFIGMAP, "goes", "default")
-    kube.create(configmap("new"))
+    kube.create(configmap("new", app="relist"))
     informer._relist()
     assert seen.events[2:] == [("LISTED", "new"), ("LISTED", "stays"), ("DELETED", "goes")]
 
