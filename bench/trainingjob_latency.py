@@ -1,6 +1,6 @@
 """TrainingJob latency and burst, as ratios to the API floor measured in the same run.
 
-    python bench/trainingjob_latency.py [--server real|emulator] [--samples 200] [--burst 1000]
+    python bench/trainingjob_latency.py [--server real|emulator] [--samples 100] [--burst 1000]
 
 Three processes, as in a cluster: the API server (`--server real`, the default where one is
 available: kube-apiserver 1.36 of shared/k8s, see bench/_servers.py; or `--server emulator`, the
@@ -198,7 +198,7 @@ def path_writes(client: k.Kube, name: str, status: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--burst", type=int, default=1000)
     _servers.add_option(parser)
     options = parser.parse_args()
