@@ -292,3 +292,26 @@ def test_pods_refused_by_a_quota_are_shown(e2e_operator: Any, namespace: str, ku
     api.request("DELETE", f"/api/v1/namespaces/{namespace}/resourcequotas/no-pods")
     st = phase(api, "refused", namespace, "Succeeded", timeout=60)
     assert condition(st, "Ready")["status"] == "True"
+
+
+def test_unschedulable_pod_is_shown_without_a_resync(
+    e2e_operator: Any, namespace: str, kubelet: NodeKubelet
+) -> None:
+    """The real scheduler marks the training pod PodScheduled=False (no node has 500 CPUs, a
+    request the operator does not check itself): the pod watch brings it, and the status says
+    Unschedulable within seconds, long before any resync."""
+    assert e2e_operator.config.resync_seconds >= 60
+    api = e2e_operator.kube
+    started = time.monotonic()
+    api.apply(trainingjob("huge", namespace, resources={"cpu": "500", "memory": "64Mi"}))
+
+    def unschedulable() -> dict[str, Any] | None:
+        st = ((api.get(TJ, "huge", namespace) or {}).get("status")) or {}
+        return st if st.get("reason") == "Unschedulable" else None
+
+    st = wait_until(unschedulable, timeout=20, interval=0.2, what="TrainingJob huge Unschedulable")
+    assert time.monotonic() - started < 20
+    assert st["phase"] == "Pending" and st["jobName"] == "huge", st
+    assert "cpu" in (st.get("message") or ""), st
+    assert condition(st, "Running")["reason"] == "Unschedulable"
+    wait_event(api, namespace, "TrainingJob", "huge", "Unschedulable")
