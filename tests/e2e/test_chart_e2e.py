@@ -236,7 +236,7 @@ def test_install_upgrade_uninstall(
     # the controllers made the pods and admission let them in (the DaemonSet's on the GPU node)
     wait_for_pods(cluster, namespace)
     agent_pods = pods_of(cluster, namespace, "gpu-agent")
-    assert {node_of(p) for p in agent_pods} == {gpu_node}
+    assert gpu_node in {node_of(p) for p in agent_pods}  # (and any other GPU node of the session)
 
     dry_run_examples(release)
 
