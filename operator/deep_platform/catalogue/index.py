@@ -97,6 +97,18 @@ def read_index(kube: Kube, namespace: str, attempts: int = 5) -> list[dict[str, 
     raise IndexReadError(f"the catalogue index in {namespace} changed {attempts} times while reading")
 
 
+def applied_entries(kube: Kube, namespace: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """The entry ConfigMaps as they are, in the shape of IndexWriter.applied: Module name ->
+    (the owner Module's uid, data). An entry not owned by a Module is left out (re-applied)."""
+    found: dict[str, tuple[str, dict[str, str]]] = {}
+    for cm in kube.list(CONFIGMAP, namespace, label_selector=f"{CATALOGUE_LABEL}=entry"):
+        owners = [o for o in (cm.get("metadata") or {}).get("ownerReferences") or []
+                  if o.get("kind") == "Module" and o.get("name")]
+        if len(owners) == 1:
+            found[owners[0]["name"]] = (str(owners[0].get("uid") or ""), dict(cm.get("data") or {}))
+    return found
+
+
 class IndexWriter:
     """The single writer: a thread that rebuilds the index whenever it is marked stale, and
     every `resync_seconds` calls `resync` (the controller re-reconciles every Module: the
@@ -112,7 +124,8 @@ class IndexWriter:
         self.source: Callable[[], list[dict[str, Any]]] | None = None
         self.cache = ProblemCache()
         #: module name -> (uid, entry data) last applied: an unchanged entry is not re-applied
-        #: on every watch event (cleared on resync, so a deleted entry comes back)
+        #: on every watch event (read back from the API on resync, so a deleted or edited
+        #: entry comes back)
         self.applied: dict[str, tuple[str, dict[str, str]]] = {}
         self._stale = threading.Event()
         self._stop = threading.Event()
@@ -126,6 +139,23 @@ class IndexWriter:
         self._stop.set()
         self._stale.set()
         self._thread.join(10)
+
+    def resync_now(self) -> None:
+        """The periodic drift repair: what the entry ConfigMaps hold now replaces what this
+        writer remembers applying (one list), so the controller's resync re-applies only the
+        entries that are missing or differ (a resync with nothing changed writes nothing),
+        then the index is rebuilt."""
+        try:
+            self.applied = applied_entries(self.kube, self.namespace)
+        except (ApiError, OSError) as exc:
+            log.warning("catalogue resync: cannot list the entries (%s); re-applying them all", exc)
+            self.applied = {}
+        try:
+            if self.resync is not None:
+                self.resync()
+        except Exception:  # a failed resync is retried at the next one
+            log.exception("catalogue resync failed")
+        self._stale.set()
 
     def rebuild(self) -> int:
         items = self.source() if self.source is not None else build_items(self.kube, self.cache)
@@ -148,13 +178,7 @@ class IndexWriter:
                 return
             if not marked:
                 next_resync = time.monotonic() + self.resync_seconds
-                self.applied.clear()
-                try:
-                    if self.resync is not None:
-                        self.resync()
-                except Exception:  # a failed resync is retried at the next one
-                    log.exception("catalogue resync failed")
-                self._stale.set()
+                self.resync_now()
                 continue
             self._settle()
             self._stale.clear()
