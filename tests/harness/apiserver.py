@@ -1218,6 +1218,9 @@ class ApiServer(kmock.KubernetesEmulator):
                 )
             force = request.params.get("force") in ("true", "1")
             status = 201 if obj is None else 200
+            if obj is None and not subresource:  # kube-apiserver also authorizes this apply as `create`
+                agent = self._header(request, "User-Agent")
+                self._log("create", rt.group, rt.plural, subresource, namespace, agent)
             result = self._apply(rt, version, namespace, name, body, manager, force, subresource, dry_run)
             return status, self._scale_of(rt, result) if subresource == "scale" else self._present(
                 rt, version, result

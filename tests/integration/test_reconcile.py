@@ -10,6 +10,7 @@ import yaml
 
 from deep_platform import kube as k
 from deep_platform.api import InferenceService, Module, TrainingJob
+from tests.harness.operator_fixtures import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MODULES = k.kind_of(Module)
@@ -140,13 +141,19 @@ def test_the_operator_streams_only_its_own_jobs_pods_and_deployments(apiserver: 
     operator.wait_for(TRAININGJOBS, "plankton-retrain", "default", until=reconciled)
     kind = "deep-hybrid-datacloud.eu/kind"
     children = {"jobs", "pods", "deployments"}
-    watched = {(plural, selector) for _, plural, selector in apiserver.watch_selectors if plural in children}
-    assert watched == {
+    expected = {
         ("jobs", f"{kind}=trainingjob"),
         ("pods", f"{kind}=trainingjob"),
         ("pods", f"{kind}=inferenceservice"),
         ("deployments", f"{kind}=inferenceservice"),
     }
+
+    def watched() -> set[tuple[str, str]]:
+        return {(plural, selector) for _, plural, selector in apiserver.watch_selectors if plural in children}
+
+    # kopf opens its child watches in the background: on a busy machine they may come last
+    wait_until(lambda: watched() >= expected, 10, what="every child watch")
+    assert watched() == expected
     # the children carry the label the selectors ask for
     job = api.get(k.JOB, "plankton-retrain", "default")
     assert job["metadata"]["labels"][kind] == "trainingjob"

@@ -153,15 +153,27 @@ def test_exit_code_out_of_range_names_the_field() -> None:
 
 
 def test_lifecycle_fields() -> None:
-    job = build_job(
-        trainingjob(backoffLimit=5, activeDeadlineSeconds=600, ttlSecondsAfterFinished=30), module()
-    )
-    assert (
-        job["spec"]["backoffLimit"],
-        job["spec"]["activeDeadlineSeconds"],
-        job["spec"]["ttlSecondsAfterFinished"],
-        job["spec"]["suspend"],
-    ) == (5, 600, 30, False)
+    tj = trainingjob(backoffLimit=5, activeDeadlineSeconds=600, ttlSecondsAfterFinished=30)
+    job = build_job(tj, module())
+    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"], job["spec"]["suspend"]) == (
+        5, 600, False)
+    assert build_job(trainingjob(suspend=True), module())["spec"]["suspend"] is True
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+def test_the_ttl_reaches_the_job_only_once_the_outcome_is_recorded(phase: str) -> None:
+    """The TTL controller deletes a finished Job; were it to do so before the status holds
+    the outcome (the operator away), the training would look unfinished and run again."""
+    tj = trainingjob(ttlSecondsAfterFinished=30)
+    running = build_job(tj, module())
+    assert "ttlSecondsAfterFinished" not in running["spec"]
+    tj.status.phase = "Running"
+    assert "ttlSecondsAfterFinished" not in build_job(tj, module())["spec"]
+    tj.status.phase = phase
+    finished = build_job(tj, module())
+    assert finished["spec"]["ttlSecondsAfterFinished"] == 30
+    # a different spec hash: the controller applies the change to the live Job
+    assert finished["metadata"]["annotations"] != running["metadata"]["annotations"]
     assert build_job(trainingjob(suspend=True), module())["spec"]["suspend"] is True
 
 

@@ -46,6 +46,9 @@ def _literal(value: Any) -> str:
     return repr(value)
 
 
+FINISHED_PHASES = ("Succeeded", "Failed")
+
+
 def hyperparameter_value(value: Any) -> str:
     """One value as deepaas-cli reads it: true/false, Python literals for lists and maps."""
     if isinstance(value, bool):
@@ -120,6 +123,11 @@ def spec_hash(job: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def outcome_recorded(tj: TrainingJob) -> bool:
+    """The TrainingJob's stored status says how the training ended."""
+    return tj.status.phase in FINISHED_PHASES
+
+
 def build_job(
     tj: TrainingJob, module: Module | None, live_job: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -158,7 +166,10 @@ def build_job(
     }
     if tj.spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = tj.spec.active_deadline_seconds
-    if tj.spec.ttl_seconds_after_finished is not None:
+    if tj.spec.ttl_seconds_after_finished is not None and outcome_recorded(tj):
+        # handed to the TTL controller only once the status holds the outcome: a Job deleted
+        # while the operator was away would otherwise take the outcome with it, and the
+        # training would look unfinished and run again
         job_spec["ttlSecondsAfterFinished"] = tj.spec.ttl_seconds_after_finished
     job: dict[str, Any] = {
         "apiVersion": "batch/v1",

@@ -27,6 +27,7 @@ from ..api.trainingjob import TrainingJobStatus
 from ..builders.pod import GPU_PRODUCT_LABEL, LABEL_KIND, quantity_to_mebibytes
 from ..builders.trainingjob import (
     CONTAINER_NAME,
+    FINISHED_PHASES,
     SPEC_HASH_ANNOTATION,
     build_job,
     gpu_count,
@@ -509,6 +510,10 @@ def reconcile_trainingjob(rt: runtime.Runtime, body: dict[str, Any]) -> None:
         if version is not None:
             memory.own_version[key] = (str(written["metadata"].get("uid")), version)
         announce(rt.kube, written, before, status)
+        if status.phase in FINISHED_PHASES and before.phase not in FINISHED_PHASES:
+            # the outcome is stored now: reconcile once more, which gives the Job its
+            # ttlSecondsAfterFinished (the echo of our own status write wakes nobody)
+            watches.add(key, ("fresh", None))
 
 
 WARNING_PHASES = {"Failed", "Restarting"}
