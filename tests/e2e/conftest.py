@@ -24,6 +24,7 @@ from deep_platform.operator import run
 from tests.harness import realserver
 from tests.harness.node_kubelet import NodeKubelet, NodeShape, default_outcome
 from tests.harness.operator_fixtures import RunningOperator, wait_until
+from tests.harness.real_apiserver import established
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -53,11 +54,7 @@ def crds_installed(cluster: k.Kube) -> None:
         cluster.apply(crd(kind))
     for kind in KINDS:
         wait_until(
-            lambda kind=kind: any(
-                c["type"] == "Established" and c["status"] == "True"
-                for c in (cluster.get(k.CRD, kind.crd.crd_name) or {}).get("status", {}).get(
-                    "conditions", [])
-            ),
+            lambda kind=kind: established(cluster.get(k.CRD, kind.crd.crd_name)),
             timeout=60,
             what=f"CRD {kind.crd.crd_name} established",
         )

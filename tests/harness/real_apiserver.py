@@ -252,7 +252,7 @@ class RealApiServer:
         applied = [self.kube.apply(crd) for crd in crds]
         for crd in crds:
             _wait(
-                lambda crd=crd: _established(self.kube.get(k.CRD, crd["metadata"]["name"])),
+                lambda crd=crd: established(self.kube.get(k.CRD, crd["metadata"]["name"])),
                 f"CRD {crd['metadata']['name']} established",
             )
         self.discover()
@@ -316,7 +316,7 @@ class RealApiServer:
             self.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
-def _established(crd: Obj | None) -> bool:
+def established(crd: Obj | None) -> bool:
     return any(
         c["type"] == "Established" and c["status"] == "True"
         for c in ((crd or {}).get("status") or {}).get("conditions") or []
