@@ -1,6 +1,7 @@
 """Which API server a benchmark runs against: `--server real` (default where one is available:
 tests/harness/realserver.find(), i.e. $KUBECONFIG, else the shared/k8s control plane started for
-the run on the ports of DEEP_K8S_*_PORT and wiped at the end) or `--server emulator`.
+the run (on free ports of its own unless DEEP_K8S_* say otherwise) and wiped at the end) or
+`--server emulator`.
 
 Benchmarks pass a *spec* to their subprocesses (a URL for the emulator, a kubeconfig path for a
 real server) and build their clients with `client_for(spec)`.
@@ -26,15 +27,6 @@ from kubernetes.client import Configuration  # noqa: E402
 from deep_platform import kube as k  # noqa: E402
 from tests.harness import realserver  # noqa: E402
 
-#: the benchmarks' own control plane, unless DEEP_K8S_* say otherwise (never the tests' ports)
-BENCH_PORTS = {
-    "DEEP_K8S_APISERVER_PORT": "18601",
-    "DEEP_K8S_ETCD_PORT": "18602",
-    "DEEP_K8S_ETCD_PEER_PORT": "18603",
-    "DEEP_K8S_KCM_PORT": "18604",
-    "DEEP_K8S_SCHEDULER_PORT": "18605",
-}
-
 
 def add_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -57,9 +49,6 @@ def client_for(spec: str, component: str = "bench") -> k.Kube:
 def real_server(required: bool) -> Iterator[str | None]:
     """A kubeconfig path of a real API server, or None (with a line saying why) when there is none
     and `required` is false."""
-    for name, port in BENCH_PORTS.items():
-        os.environ.setdefault(name, port)
-    os.environ.setdefault("DEEP_K8S_HOME", str(Path("/tmp") / f"deep-k8s-bench-{os.getpid()}"))
     with realserver.session() as found:
         if isinstance(found, str):
             if required:

@@ -2,9 +2,10 @@
 (`deep-platform run`, its own process) killed with SIGKILL 10 times at random moments and
 started again; against the same burst without kills, in the same run.
 
-    KUBECONFIG=... python bench/crash_safety.py [--trainingjobs 200] [--services 50] [--kills 10]
+    python bench/crash_safety.py [--trainingjobs 200] [--services 50] [--kills 10]
 
-Needs a real API server (KUBECONFIG, e.g. shared/k8s/up.sh); the kubelet stand-in of
+Needs a real API server ($KUBECONFIG, else the shared/k8s control plane, started for the run:
+bench/_servers.py); the kubelet stand-in of
 tests/harness/node_kubelet.py plays the kubelet on two CPU nodes of its own. Prints the time
 from the burst (and from the last restart) to convergence, and the invariants of
 tests/harness/crash_safety.py: statuses, one Job per TrainingJob ever, no orphan child,
@@ -22,11 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import kubernetes  # noqa: E402
-from kubernetes.client import Configuration  # noqa: E402
-
+from bench import _servers  # noqa: E402
 from deep_platform import kube as k  # noqa: E402
-from deep_platform.api.crdgen import KINDS, crd  # noqa: E402
 from tests.harness.crash_safety import OperatorProcess, Outcome, Plan, Scenario  # noqa: E402
 from tests.harness.node_kubelet import NodeKubelet, NodeShape  # noqa: E402
 
@@ -66,13 +64,14 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=50)
     parser.add_argument("--kills", type=int, default=10)
     args = parser.parse_args()
-    configuration = Configuration()
-    kubernetes.config.load_kube_config(client_configuration=configuration)
-    api = k.Kube(configuration, component="crash-bench")
-    for kind in KINDS:
-        api.apply(crd(kind))
-    if api.get(k.NAMESPACE, "deep-platform") is None:
-        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "deep-platform"}})
+    with _servers.real_server(required=True) as kubeconfig:
+        assert kubeconfig is not None
+        return run(_servers.client_for(kubeconfig, component="crash-bench"), args)
+
+
+def run(api: k.Kube, args: argparse.Namespace) -> int:
+    _servers.install_crds(api)
+    _servers.ensure_namespace(api, "deep-platform")
     plan = Plan(trainingjobs=args.trainingjobs, services=args.services, ttl=20)
     logs = Path(tempfile.mkdtemp(prefix="crash-bench-"))
     print(f"{plan.trainingjobs} TrainingJobs + {plan.services} InferenceServices; operator logs in {logs}")
