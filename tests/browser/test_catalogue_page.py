@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-import socket
 from typing import Any
 
 import pytest
@@ -19,15 +18,11 @@ from deep_platform.config import OperatorConfig
 from deep_platform.web import create_app
 from tests.browser.chromium import Chromium
 from tests.harness.operator_fixtures import kube_for
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.browser
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "module.yaml"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def publish(kube: Any, namespace: str) -> None:

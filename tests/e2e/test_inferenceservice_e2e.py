@@ -24,7 +24,6 @@ import contextlib
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -47,6 +46,7 @@ from deep_platform.api import InferenceService
 from deep_platform.builders import pod as podparts
 from deep_platform.builders.inferenceservice import DEEPAAS_PORT, READINESS_PATH
 from tests.harness.node_kubelet import NodeKubelet, Outcome, PodRun, default_outcome
+from tests.harness.ports import free_port
 
 ISVC = k.kind_of(InferenceService)
 REPLICASET = k.Kind("apps/v1", "ReplicaSet", "replicasets")
@@ -56,11 +56,6 @@ IDENTITY = f"e2e-activator-{os.getpid()}"
 ENDPOINTSLICE_CONTROLLER = "endpointslice-controller.k8s.io"
 pytestmark = pytest.mark.timeout(180)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -18,7 +18,6 @@ import itertools
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from typing import Any
 from deep_platform import kube as k
 from deep_platform.api import InferenceService, TrainingJob
 from deep_platform.builders.pod import LABEL_KIND
+from tests.harness.ports import free_port
 
 TJ = k.kind_of(TrainingJob)
 ISVC = k.kind_of(InferenceService)
@@ -40,11 +40,6 @@ IMAGE = "busybox:1.36"
 GROUP_VERSION = "deep-hybrid-datacloud.eu/v1alpha1"
 CHILD_KINDS = (k.JOB, k.DEPLOYMENT, k.SERVICE, k.CONFIGMAP)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the objects -------------------------------------------------------------------------------

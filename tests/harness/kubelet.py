@@ -15,7 +15,6 @@ import contextlib
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -26,15 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.apiserver import ApiServer
+from tests.harness.ports import free_port
 
 LABEL_KIND = "deep-hybrid-datacloud.eu/kind"
 LABEL_NAME = "deep-hybrid-datacloud.eu/name"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY_CACHE = Path(tempfile.gettempdir()) / "deep-k8s-binaries"
@@ -43,11 +44,6 @@ def shared_k8s_dir() -> Path | None:
     candidate = Path(explicit) if explicit else ROOT.parent / "shared" / "k8s"
     return candidate if (candidate / "up.sh").is_file() else None
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def control_plane_env() -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from tests.harness.apiserver import ApiServer
+from tests.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,11 +31,6 @@ def kubeconfig_for(url: str, path: Path) -> Path:
     }))
     return path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_operator(kubeconfig: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
