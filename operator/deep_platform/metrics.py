@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 RECONCILE_TOTAL = Counter(
     "deep_operator_reconcile_total",
@@ -35,6 +39,81 @@ MANAGED_OBJECTS = Gauge(
     "Objects of each kind the operator currently reconciles.",
     ["controller"],
 )
+
+
+#: every phase a TrainingJob status can show, so each series exists (at 0) from the start
+TRAININGJOB_PHASES = ("Queued", "Suspended", "Pending", "Running", "Restarting", "Succeeded", "Failed")
+
+
+def _timestamp(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class TrainingJobPhases(Collector):
+    """TrainingJobs by phase, and how long each Pending one has waited, from the watch.
+
+    The TrainingJob watch hands every body it sees (our own status writes included) to
+    `observe`, and deletions to `forget`, so the counts follow the API without a read.
+    A TrainingJob first seen already Pending (the operator restarted) counts its wait from its
+    creation; one that became Pending later counts from the moment the watch saw it so.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._phase: dict[tuple[str, str], str] = {}
+        self._pending_since: dict[tuple[str, str], float] = {}
+
+    def observe(self, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        phase = str((body.get("status") or {}).get("phase") or "Pending")  # no status yet: not started
+        with self._lock:
+            before = self._phase.get(key)
+            self._phase[key] = phase
+            if phase != "Pending":
+                self._pending_since.pop(key, None)
+            elif before != "Pending":
+                created = _timestamp(meta.get("creationTimestamp")) if before is None else None
+                self._pending_since[key] = created if created is not None else self.clock()
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._phase.pop((namespace, name), None)
+            self._pending_since.pop((namespace, name), None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            phases = list(self._phase.values())
+            pending = dict(self._pending_since)
+        counts = dict.fromkeys(TRAININGJOB_PHASES, 0)
+        for phase in phases:
+            counts[phase] = counts.get(phase, 0) + 1
+        by_phase = GaugeMetricFamily(
+            "deep_operator_trainingjobs", "TrainingJobs the operator watches, by status.phase.",
+            labels=["phase"],
+        )
+        for phase, count in counts.items():
+            by_phase.add_metric([phase], count)
+        yield by_phase
+        waiting = GaugeMetricFamily(
+            "deep_operator_trainingjob_pending_seconds",
+            "Seconds each Pending TrainingJob has been Pending.",
+            labels=["namespace", "name"],
+        )
+        now = self.clock()
+        for (namespace, name), since in sorted(pending.items()):
+            waiting.add_metric([namespace, name], max(now - since, 0.0))
+        yield waiting
+
+
+TRAININGJOBS = TrainingJobPhases()
+REGISTRY.register(TRAININGJOBS)
 
 
 class Requeue(Exception):  # a signal, not an error

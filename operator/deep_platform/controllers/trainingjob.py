@@ -36,7 +36,7 @@ from ..builders.trainingjob import (
 from ..conditions import set_condition
 from ..errors import tail
 from ..gpu.inventory import read_inventories_or_none, running_gpu
-from ..metrics import instrumented
+from ..metrics import TRAININGJOBS, instrumented
 from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
 from . import resync, retry, runtime, storage_volumes
@@ -364,8 +364,11 @@ def _is_echo(obj: dict[str, Any]) -> bool:
 def on_trainingjob(type_: str, obj: dict[str, Any]) -> None:
     key = _key(obj)
     if type_ == "DELETED":
+        TRAININGJOBS.forget(*key)
         watches.add(key, ("gone", None))
-    elif not _is_echo(obj):
+        return
+    TRAININGJOBS.observe(obj)  # echoes too: they carry the phase we just wrote
+    if not _is_echo(obj):
         memory.known[key] = str(obj["metadata"].get("uid"))  # before its Job's first event
         watches.add(key, ("event", obj))
 

@@ -31,8 +31,10 @@ DEFAULT_PORT = 9400
 _POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 _MIG_PROFILE = re.compile(r"MIG\s+(\S+)")
 
-#: pod UID -> (namespace, name), for the pods of this node
-PodLookup = Callable[[], dict[str, tuple[str, str]]]
+#: pod UID -> (namespace, name) or (namespace, name, owner kind, owner name), for the pods of
+#: this node; the owner is the deep-platform object of the pod's labels (a TrainingJob...)
+PodRef = tuple[str, ...]
+PodLookup = Callable[[], dict[str, PodRef]]
 
 
 def pod_uid_of(pid: int, proc_root: Path) -> str | None:
@@ -77,6 +79,9 @@ class GpuAgent:
         self.latest: NodeInventory | None = None
         self._said_no_driver = False
         self._lost: set[int] = set()
+        #: (namespace, pod) -> (kind, name) of the deep-platform object it belongs to, from the
+        #: pods' labels at the last reading (for the per-TrainingJob metrics)
+        self.owners: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     # reading
@@ -108,10 +113,11 @@ class GpuAgent:
         nvml = self.nvml
         driver = nvml.driver_version()
         uid_to_pod = self._pod_lookup()
+        self.owners = {(ref[0], ref[1]): (ref[2], ref[3]) for ref in uid_to_pod.values() if len(ref) >= 4}
         gpus = [self._read_gpu(index, uid_to_pod) for index in range(nvml.device_count())]
         return NodeInventory(node=self.node, updated=self.clock(), driver_version=driver, gpus=gpus)
 
-    def _read_gpu(self, index: int, uid_to_pod: dict[str, tuple[str, str]]) -> GpuInfo:
+    def _read_gpu(self, index: int, uid_to_pod: dict[str, PodRef]) -> GpuInfo:
         nvml = self.nvml
         gpu = GpuInfo(index=index)
         try:
@@ -157,15 +163,15 @@ class GpuAgent:
         )
 
     def _process(
-        self, pid: int, used_bytes: int | None, uid_to_pod: dict[str, tuple[str, str]]
+        self, pid: int, used_bytes: int | None, uid_to_pod: dict[str, PodRef]
     ) -> GpuProcess:
         proc = GpuProcess(pid=pid, used_memory_mib=used_bytes // MIB if used_bytes is not None else None)
         uid = pod_uid_of(pid, self.proc_root)
         if uid and uid in uid_to_pod:
-            proc.namespace, proc.pod = uid_to_pod[uid]
+            proc.namespace, proc.pod = uid_to_pod[uid][:2]
         return proc
 
-    def _pod_lookup(self) -> dict[str, tuple[str, str]]:
+    def _pod_lookup(self) -> dict[str, PodRef]:
         if self.pods is None:
             return {}
         try:
@@ -239,6 +245,18 @@ class GpuCollector(Collector):
                 "GPU memory used per process and pod",
                 labels=[*labels, "pid", "namespace", "pod"],
             ),
+            "wutil": GaugeMetricFamily(
+                "deep_gpu_workload_utilization_percent",
+                "Utilisation of each GPU a pod uses, with the deep-platform object (kind, owner) it "
+                "belongs to: a TrainingJob's or InferenceService's GPU utilisation",
+                labels=[*labels, "namespace", "pod", "kind", "owner"],
+            ),
+            "wmem": GaugeMetricFamily(
+                "deep_gpu_workload_memory_used_bytes",
+                "GPU memory used by a pod's processes on each GPU, with the deep-platform object "
+                "(kind, owner) it belongs to",
+                labels=[*labels, "namespace", "pod", "kind", "owner"],
+            ),
         }
         for gpu in inventory.gpus:
             values = [node, str(gpu.index), gpu.uuid or "", gpu.product or ""]
@@ -259,12 +277,21 @@ class GpuCollector(Collector):
                 profiles[mig.profile] = profiles.get(mig.profile, 0) + 1
             for profile, count in sorted(profiles.items()):
                 families["migs"].add_metric([*values, profile], count)
+            workloads: dict[tuple[str, str, str, str], int] = {}
             for proc in gpu.processes:
                 if proc.used_memory_mib is not None:
                     families["proc"].add_metric(
                         [*values, str(proc.pid), proc.namespace or "", proc.pod or ""],
                         proc.used_memory_mib * MIB,
                     )
+                if proc.pod:  # a pod's processes on this GPU, summed
+                    owner = self.agent.owners.get((proc.namespace or "", proc.pod), ("", ""))
+                    workload = (proc.namespace or "", proc.pod, *owner)
+                    workloads[workload] = workloads.get(workload, 0) + (proc.used_memory_mib or 0) * MIB
+            for workload, used in sorted(workloads.items()):
+                families["wmem"].add_metric([*values, *workload], used)
+                if gpu.utilization_percent is not None:  # a whole GPU (MIG reports none)
+                    families["wutil"].add_metric([*values, *workload], gpu.utilization_percent)
         yield from families.values()
 
 
@@ -318,13 +345,18 @@ class ConfigMapPublisher:
 def pods_on_node(api: Any, node: str) -> PodLookup:
     """Pod UID -> (namespace, name) of this node's pods (RBAC: list pods)."""
     from .. import kube as k
+    from ..builders.pod import LABEL_KIND, LABEL_NAME
 
-    def lookup() -> dict[str, tuple[str, str]]:
+    def lookup() -> dict[str, PodRef]:
         pods = api.list(k.POD, field_selector=f"spec.nodeName={node}")
-        return {
-            p["metadata"]["uid"]: (p["metadata"]["namespace"], p["metadata"]["name"])
-            for p in pods
-            if p.get("metadata", {}).get("uid")
-        }
+        refs: dict[str, PodRef] = {}
+        for p in pods:
+            meta = p.get("metadata") or {}
+            if meta.get("uid"):
+                labels = meta.get("labels") or {}
+                refs[meta["uid"]] = (
+                    meta["namespace"], meta["name"], labels.get(LABEL_KIND, ""), labels.get(LABEL_NAME, "")
+                )
+        return refs
 
     return lookup
