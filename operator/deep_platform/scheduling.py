@@ -15,6 +15,7 @@ from typing import Any
 from .api.common import GPU
 from .builders.pod import GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL, GPU_RESOURCE, quantity_to_mebibytes
 from .gpu.inventory import NodeInventory, as_node_dicts
+from .gpu.mig import mig_resource_name
 from .kube import NODE, ApiError, Kube
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ def _offers(node: dict[str, Any], gpu: GPU) -> bool:
         if memory is None or memory < quantity_to_mebibytes(gpu.min_memory):
             return False
     if gpu.mig_profile:
-        return _allocatable(node, f"nvidia.com/mig-{gpu.mig_profile}") >= gpu.count
+        resource = mig_resource_name(gpu.mig_profile)
+        return resource is not None and _allocatable(node, resource) >= gpu.count
     # allocatable is what the device plugin registered; the label is what discovery saw
     whole = _allocatable(node, GPU_RESOURCE) or (_int_label(labels, GPU_COUNT_LABEL) or 0)
     return whole >= gpu.count

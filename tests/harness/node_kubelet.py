@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deep_platform import kube as k
+from deep_platform.gpu.mig import mig_resource_name
 
 log = logging.getLogger(__name__)
 NODE_LEASE_NAMESPACE = "kube-node-lease"
@@ -96,8 +97,11 @@ class NodeShape:
             if self.gpus:
                 capacity["nvidia.com/gpu"] = str(self.gpus)
             for profile, count in self.mig.items():
-                capacity[f"nvidia.com/mig-{profile}"] = str(count)
-                labels[f"nvidia.com/mig-{profile}.count"] = str(count)
+                # named as the device plugin names it: `1g.10gb+me` is nvidia.com/mig-1g.10gb.me
+                resource = mig_resource_name(profile)
+                assert resource is not None, f"no device plugin advertises MIG profile {profile!r}"
+                capacity[resource] = str(count)
+                labels[f"{resource}.count"] = str(count)
             if self.taint_gpu:
                 taints.append({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"})
         return {

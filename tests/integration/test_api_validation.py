@@ -26,6 +26,11 @@ CASES = [
     ("trainingjob.yaml", lambda b: b["spec"]["resources"]["gpu"].update(count=-1),
      "spec.resources.gpu.count"),
     ("trainingjob.yaml", lambda b: b["spec"]["resources"].update(memory="lots"), "spec.resources.memory"),
+    # a compute-instance profile, and the resource's spelling of a profile: no device plugin advertises them
+    ("trainingjob.yaml", lambda b: b["spec"]["resources"]["gpu"].update(migProfile="1c.2g.20gb"),
+     "spec.resources.gpu.migProfile"),
+    ("trainingjob.yaml", lambda b: b["spec"]["resources"]["gpu"].update(migProfile="1g.10gb.me"),
+     "spec.resources.gpu.migProfile"),
     ("trainingjob.yaml", lambda b: b["spec"].pop("module"), "set spec.module (a Module name) or spec.image"),
     ("trainingjob.yaml", lambda b: b["spec"]["storage"][0].update(mode="fuse"), "spec.storage[0].mode"),
     ("trainingjob.yaml", lambda b: b["spec"].update(backoffLimit=1000), "spec.backoffLimit"),
@@ -46,6 +51,16 @@ def test_server_and_offline_validation_agree(apiserver: Any, file: str, mutate: 
         kube_for(apiserver.url).create(body)
     assert rejected.value.status == 422
     assert field in rejected.value.message
+
+
+@pytest.mark.parametrize("profile", ["1g.10gb+me", "3g.40gb", "1g.23gb-me", "1g.23gb+me.all"])
+def test_mig_profiles_the_device_plugin_advertises_are_accepted(apiserver: Any, profile: str) -> None:
+    body = copy.deepcopy(example("trainingjob.yaml"))
+    body["metadata"]["name"] = "mig-" + profile.replace("+", "-").replace(".", "-")
+    body["spec"]["resources"]["gpu"] = {"count": 1, "migProfile": profile}
+    assert problems(Document(Path("trainingjob.yaml"), 0, body)) == []
+    created = kube_for(apiserver.url).create(body)
+    assert created["spec"]["resources"]["gpu"]["migProfile"] == profile
 
 
 def test_examples_are_accepted_and_defaults_applied(apiserver: Any) -> None:

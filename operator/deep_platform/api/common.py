@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from ..gpu.mig import MIG_PROFILE_PATTERN, mig_profile_problem
+
 GROUP = "deep-hybrid-datacloud.eu"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -107,12 +109,23 @@ class GPU(ApiModel):
     )
     mig_profile: str | None = Field(
         None,
-        pattern=r"^[0-9]+g\.[0-9]+gb(\+me)?$",
+        json_schema_extra={"pattern": MIG_PROFILE_PATTERN},
         description=(
-            "MIG profile such as `1g.10gb`: the pod asks for `nvidia.com/mig-<profile>` "
-            "resources instead of whole GPUs."
+            "MIG profile as nvidia-smi names it (`1g.10gb`, `1g.10gb+me`, `3g.40gb`): the pod asks "
+            "for MIG instances of that profile instead of whole GPUs, the resource the NVIDIA "
+            "device plugin advertises with `migStrategy: mixed` (`nvidia.com/mig-1g.10gb`, "
+            "`nvidia.com/mig-1g.10gb.me`). Compute-instance profiles (`1c.2g.20gb`) are not "
+            "advertised and are refused."
         ),
     )
+
+    @field_validator("mig_profile")
+    @classmethod
+    def _advertised_mig_profile(cls, profile: str | None) -> str | None:
+        problem = None if profile is None else mig_profile_problem(profile)
+        if problem:
+            raise ValueError(problem)
+        return profile
 
 
 class Resources(ApiModel):

@@ -8,6 +8,7 @@ from ..api.base import CustomObject
 from ..api.common import EnvVar, Resources, Toleration
 from ..api.module import Module
 from ..config import site_settings
+from ..gpu.mig import mig_profile_problem, mig_resource_name
 
 PART_OF = "deep-platform"
 LABEL_KIND = "deep-hybrid-datacloud.eu/kind"
@@ -80,7 +81,12 @@ def gpu_resource_name(resources: Resources) -> str | None:
     gpu = resources.gpu
     if gpu is None or gpu.count == 0:
         return None
-    return f"nvidia.com/mig-{gpu.mig_profile}" if gpu.mig_profile else GPU_RESOURCE
+    if not gpu.mig_profile:
+        return GPU_RESOURCE
+    resource = mig_resource_name(gpu.mig_profile)
+    if resource is None:  # the model refuses such profiles; a hand-built object may not have been checked
+        raise ValueError(f"spec.resources.gpu.migProfile: {mig_profile_problem(gpu.mig_profile)}")
+    return resource
 
 
 def resource_requirements(resources: Resources | None) -> dict[str, Any]:

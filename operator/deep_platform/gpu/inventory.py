@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from .. import kube as k
+from .mig import mig_resource_name
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +185,10 @@ def as_node_dicts(
             counts = groups.setdefault((gpu.product, gpu.memory_total_mib), {})
             if gpu.mig_enabled:
                 for mig in gpu.mig_instances:
-                    resource = f"nvidia.com/mig-{mig.profile}"
-                    counts[resource] = counts.get(resource, 0) + 1
+                    # the device plugin's name; compute-instance profiles are not advertised
+                    resource = mig_resource_name(mig.profile)
+                    if resource is not None:
+                        counts[resource] = counts.get(resource, 0) + 1
             else:
                 counts["whole"] = counts.get("whole", 0) + 1
         for (product, memory), counts in sorted(groups.items()):
