@@ -67,7 +67,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .offline import render
+    from .offline import render, to_yaml
 
     config = OperatorConfig()
     if args.platform_namespace:
@@ -77,7 +77,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     except (OSError, yaml.YAMLError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
+    sys.stdout.write(to_yaml(objects))
     return 0
 
 
@@ -169,7 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     crds_p.add_argument("-o", "--output-dir", help="write one file per CRD into this folder")
     crds_p.set_defaults(func=cmd_crds)
 
-    render_p = sub.add_parser("render", help="print what the operator would create, offline")
+    render_p = sub.add_parser(
+        "render",
+        help="print what the operator would create, offline, as `kubectl apply -f -` takes it",
+    )
     render_p.add_argument(
         "-f", "--filename", action="append", required=True, help="manifest file or folder (repeatable)"
     )

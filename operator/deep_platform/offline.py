@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -109,8 +110,31 @@ def _sibling_modules(docs: list[Document]) -> dict[str, Module]:
     return modules
 
 
+#: Helm's install order (its `InstallOrder`), the kinds a reader of `render` may meet: what
+#: others refer to (namespaces, claims, config) before what refers to it (workloads)
+APPLY_ORDER = [
+    "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodDisruptionBudget",
+    "ServiceAccount", "Secret", "ConfigMap", "StorageClass", "PersistentVolume",
+    "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+    "Role", "RoleBinding", "Service", "DaemonSet", "Pod", "ReplicaSet", "Deployment",
+    "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress",
+]
+
+#: kinds without a namespace among those the operator creates
+CLUSTER_SCOPED = {"Namespace", "StorageClass", "PersistentVolume", "CustomResourceDefinition",
+                  "ClusterRole", "ClusterRoleBinding", "IngressClass"}
+
+
+def apply_rank(obj: dict[str, Any]) -> int:
+    """Where an object goes in apply order; kinds Helm does not list go last, as in Helm."""
+    kind = obj.get("kind")
+    return APPLY_ORDER.index(kind) if kind in APPLY_ORDER else len(APPLY_ORDER)
+
+
 def render(paths: Iterable[str | Path], config: OperatorConfig | None = None) -> list[dict[str, Any]]:
-    """The children the operator would create for every object in the files."""
+    """The children the operator would create for every object in the files, in apply order
+    (stable: objects of one kind keep the order of their files), exactly as the builders return
+    them, owner references included (their `uid` is empty offline; see `to_yaml`)."""
     config = config or OperatorConfig()
     docs = read_documents(paths)
     errors = [f"{doc.where}: {p}" for doc in docs for p in problems(doc)]
@@ -136,4 +160,40 @@ def render(paths: Iterable[str | Path], config: OperatorConfig | None = None) ->
                 out.append(build_job(obj, module))
             else:
                 out += build_serving(obj, module)  # type: ignore[arg-type]
-    return out
+    for child in out:
+        if child.get("kind") not in CLUSTER_SCOPED and not child["metadata"].get("namespace"):
+            # a builder bug: kubectl would put the object in its own default namespace
+            raise ValueError(f"{child['kind']}/{child['metadata'].get('name')}: no namespace")
+    return sorted(out, key=apply_rank)
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """YAML for any reader: an object used twice (a builder's labels) is written out twice,
+    never as an anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _owners(refs: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{ref.get('kind')} {ref.get('name')}" for ref in refs)
+
+
+def to_yaml(objects: Iterable[dict[str, Any]]) -> str:
+    """What `kubectl apply -f -` takes as it is: one plain YAML document per object, in the order
+    given. Owner references are left out (the API server refuses one without its owner's live
+    uid, which only the operator knows); a comment above the document says which owner the
+    operator sets."""
+    parts: list[str] = []
+    for obj in objects:
+        body = copy.deepcopy(obj)
+        meta = body.get("metadata") or {}
+        refs = meta.pop("ownerReferences", None)
+        head = "---\n"
+        if refs:
+            head += (
+                f"# ownerReferences (owner: {_owners(refs)}) left out: they need the owner's live\n"
+                "# uid, and the operator sets them when it creates this object\n"
+            )
+        parts.append(head + yaml.dump(body, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True))
+    return "".join(parts)
