@@ -11,9 +11,12 @@ import yaml
 
 from deep_platform.api import InferenceService, Module, TrainingJob
 from deep_platform.builders.module import (
+    INDEX_LINE_LIMIT,
+    SHARD_BUDGET,
     build_catalogue_entry,
     build_index,
     index_item,
+    index_line_too_large,
     inferenceservice_snippet,
     pack_shards,
     trainingjob_snippet,
@@ -75,6 +78,41 @@ def test_an_empty_index_has_one_empty_shard() -> None:
 def test_an_item_larger_than_a_shard_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="module big"):
         pack_shards([{"name": "big", "x": "y" * 200}], budget=100)
+
+
+def test_an_oversized_item_is_left_out_of_the_index_and_the_rest_kept() -> None:
+    items = [{"name": "a", "summary": "s"}, {"name": "big", "summary": "y" * SHARD_BUDGET},
+             {"name": "c", "summary": "s"}]
+    left_out: list[str] = []
+    objects = build_index(items, "ns", left_out=left_out)
+    assert left_out == ["big"]
+    names = [i["name"] for s in objects[:-1] for i in json.loads(s["data"]["modules.json"])]
+    assert names == ["a", "c"]
+    head = json.loads(objects[-1]["data"]["index.json"])
+    assert head["modules"] == 2 and head["leftOut"] == ["big"]
+    assert "leftOut" not in json.loads(build_index(items[:1], "ns")[-1]["data"]["index.json"])
+
+
+def test_an_index_line_at_the_limit_fits_one_byte_more_does_not() -> None:
+    base = {"name": "m", "summary": ""}
+    pad = INDEX_LINE_LIMIT - len(json.dumps(base, separators=(",", ":")))
+    fits = dict(base, summary="x" * pad)
+    assert index_line_too_large(fits) is None
+    assert len(pack_shards([fits])) == 1
+    too_big = dict(base, summary="x" * (pad + 1))
+    message = index_line_too_large(too_big)
+    assert message is not None
+    assert f"over the limit of {INDEX_LINE_LIMIT:,} bytes" in message
+    assert f"spec.metadata.summary alone takes {pad + 3:,} bytes" in message
+    with pytest.raises(ValueError):
+        pack_shards([too_big])
+
+
+def test_the_biggest_field_is_named() -> None:
+    module = example()
+    module.spec.metadata["tags"] = ["t" * 1000] * 1000
+    message = index_line_too_large(index_item(module))
+    assert message is not None and "spec.metadata.tags alone takes" in message
 
 
 def test_snippets_are_objects_the_api_accepts() -> None:

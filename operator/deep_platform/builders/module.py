@@ -16,6 +16,8 @@ CATALOGUE_LABEL = "deep-hybrid-datacloud.eu/catalogue"
 INDEX_HEAD = "catalogue-index"
 #: a ConfigMap holds at most 1 MiB (keys, values and metadata); leave room for the envelope
 SHARD_BUDGET = 900 * 1024
+#: the most one Module's index line may take: what fits alone in a shard (with its brackets)
+INDEX_LINE_LIMIT = SHARD_BUDGET - 3
 #: what the index keeps of each module's metadata: enough to list and filter without entries
 FACETS = ("tasks", "categories", "libraries", "data-type", "tags")
 _LABELS = {
@@ -74,6 +76,32 @@ def index_item(module: Module, problems: list[str] | None = None) -> dict[str, A
     return item
 
 
+def index_line(item: dict[str, Any]) -> str:
+    """An index item as it is stored in a shard."""
+    return json.dumps(item, sort_keys=True, separators=(",", ":"))
+
+
+#: index item key -> where its value comes from in the Module
+_ITEM_SOURCES = {"name": "metadata.name", "image": "spec.image", "title": "spec.metadata.title",
+                 "summary": "spec.metadata.summary", **{f: f"spec.metadata.{f}" for f in FACETS}}
+
+
+def index_line_too_large(item: dict[str, Any], limit: int = INDEX_LINE_LIMIT) -> str | None:
+    """Why a Module's index line cannot go into the index (None: it fits). It names the limit,
+    the line's size and the biggest field, the one to shorten."""
+    size = len(index_line(item).encode())
+    if size <= limit:
+        return None
+    sizes = {key: len(json.dumps(value, separators=(",", ":")).encode()) for key, value in item.items()}
+    biggest = max(sizes, key=lambda key: sizes[key])
+    return (
+        f"its line in the catalogue index takes {size:,} bytes, over the limit of {limit:,} bytes "
+        f"(one index shard; a ConfigMap holds at most 1 MiB): {_ITEM_SOURCES.get(biggest, biggest)} "
+        f"alone takes {sizes[biggest]:,} bytes, shorten it. The Module is left out of the catalogue "
+        "index (not listed, not found by search); every other Module is still listed"
+    )
+
+
 def build_catalogue_entry(
     module: Module,
     namespace: str,
@@ -105,15 +133,22 @@ def shard_name(number: int) -> str:
     return f"{INDEX_HEAD}-{number}"
 
 
-def pack_shards(items: list[dict[str, Any]], budget: int = SHARD_BUDGET) -> list[str]:
-    """Index items (sorted by name) packed greedily into JSON arrays of at most `budget` bytes."""
+def pack_shards(
+    items: list[dict[str, Any]], budget: int = SHARD_BUDGET, left_out: list[str] | None = None
+) -> list[str]:
+    """Index items (sorted by name) packed greedily into JSON arrays of at most `budget` bytes.
+    An item too big for a shard on its own is refused by name, or, given `left_out`, skipped
+    and its name appended there (one oversized Module must not stop the whole index)."""
     shards: list[list[str]] = [[]]
     size = 2
     for item in sorted(items, key=lambda i: i["name"]):
-        line = json.dumps(item, sort_keys=True, separators=(",", ":"))
+        line = index_line(item)
         cost = len(line.encode()) + 1
         if cost + 2 > budget:
-            raise ValueError(f"module {item['name']}: its index line alone exceeds {budget} bytes")
+            if left_out is None:
+                raise ValueError(f"module {item['name']}: its index line alone exceeds {budget} bytes")
+            left_out.append(item["name"])
+            continue
         if size + cost > budget and shards[-1]:
             shards.append([])
             size = 2
@@ -123,11 +158,16 @@ def pack_shards(items: list[dict[str, Any]], budget: int = SHARD_BUDGET) -> list
 
 
 def build_index(
-    items: list[dict[str, Any]], namespace: str, budget: int = SHARD_BUDGET
+    items: list[dict[str, Any]], namespace: str, budget: int = SHARD_BUDGET,
+    left_out: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The shard ConfigMaps, then the head that names them with their digests. Readers start
-    at the head and retry when a shard's digest does not match (a rebuild is in progress)."""
-    shards = pack_shards(items, budget)
+    at the head and retry when a shard's digest does not match (a rebuild is in progress).
+    Items too big for a shard are left out and named in `left_out` (see pack_shards)."""
+    skipped: list[str] = []
+    shards = pack_shards(items, budget, skipped)
+    if left_out is not None:
+        left_out.extend(skipped)
     digests = [hashlib.sha256(s.encode()).hexdigest()[:16] for s in shards]
     objects = [
         _configmap(shard_name(n), namespace, "index-shard", {"modules.json": text})
@@ -135,8 +175,10 @@ def build_index(
     ]
     head = {
         "shards": [{"name": shard_name(n), "digest": d} for n, d in enumerate(digests)],
-        "modules": len(items),
+        "modules": len(items) - len(skipped),
     }
+    if skipped:  # too big for a shard: each one's status says why (IndexEntryTooLarge)
+        head["leftOut"] = skipped
     objects.append(_configmap(INDEX_HEAD, namespace, "index", {"index.json": json.dumps(head)}))
     return objects
 

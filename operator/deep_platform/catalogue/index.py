@@ -68,7 +68,9 @@ def write_index(kube: Kube, namespace: str, items: list[dict[str, Any]]) -> int:
         cm["metadata"]["name"]: cm.get("data") or {}
         for cm in kube.list(CONFIGMAP, namespace, label_selector=f"{CATALOGUE_LABEL} in (index,index-shard)")
     }
-    wanted = build_index(items, namespace)
+    left_out: list[str] = []
+    wanted = build_index(items, namespace, left_out=left_out)
+    _report_left_out(namespace, left_out)
     written = 0
     for obj in wanted:  # shards before the head: a reader never sees a head naming a missing shard
         if existing.get(obj["metadata"]["name"]) != obj["data"]:
@@ -79,6 +81,19 @@ def write_index(kube: Kube, namespace: str, items: list[dict[str, Any]]) -> int:
         kube.delete(CONFIGMAP, stale, namespace)
         written += 1
     return written
+
+
+_left_out: dict[str, set[str]] = {}
+
+
+def _report_left_out(namespace: str, names: list[str]) -> None:
+    """One warning when a Module starts being left out of the index (too big for a shard), not
+    one per rebuild; its status says why (Ready=False, IndexEntryTooLarge)."""
+    new = set(names) - _left_out.get(namespace, set())
+    _left_out[namespace] = set(names)
+    if new:
+        log.warning("catalogue index in %s: left out, too big for a shard: %s (see their status)",
+                    namespace, ", ".join(sorted(new)))
 
 
 def read_index(kube: Kube, namespace: str, attempts: int = 5) -> list[dict[str, Any]]:

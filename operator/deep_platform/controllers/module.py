@@ -12,7 +12,7 @@ import kopf
 from .. import events
 from ..api import GROUP, VERSION, InferenceService, Module
 from ..api.module import ModuleStatus
-from ..builders.module import build_catalogue_entry, index_item
+from ..builders.module import build_catalogue_entry, index_item, index_line_too_large
 from ..catalogue import index
 from ..conditions import get_condition, set_condition
 from ..kube import ApiError, kind_of
@@ -23,7 +23,7 @@ from .reconciler import invalid_spec_status, parse, plain, write_status
 log = logging.getLogger(__name__)
 KIND = kind_of(Module)
 SERVICES = kind_of(InferenceService)
-WARNING_REASONS = {"InvalidMetadata", "InvalidSpec", "CatalogueEntryRejected"}
+WARNING_REASONS = {"InvalidMetadata", "InvalidSpec", "CatalogueEntryRejected", "IndexEntryTooLarge"}
 ALL = "all"  # the one key of the catalogue_items index
 
 
@@ -227,7 +227,12 @@ def reconcile_module(
                 # too big for a ConfigMap, a quota...: said in the status; the resync retries
                 refusal = retry.refusal_message(f"the catalogue entry of {module.name}", exc)
                 refusal = refusal.replace("(retried automatically)", "(retried at the next resync)")
+        # a line too big for an index shard is left out by the index writer (the other Modules
+        # stay listed); said here, where the author looks
+        too_large = index_line_too_large(index_item(module, problems))
         if refusal is not None:
+            if too_large is not None:
+                refusal += f"; and {too_large}"
             set_condition(status, "Ready", False, "CatalogueEntryRejected", refusal, generation)
         else:
             if status.image is not None and status.image != module.spec.image:
@@ -236,14 +241,14 @@ def reconcile_module(
                          module.spec.image, ", ".join(rolled) or "no service")
             status.catalogue_entry = entry["metadata"]["name"]
             status.image = module.spec.image
-            set_condition(
-                status,
-                "Ready",
-                True,
-                "Published",
-                f"in the catalogue as {rt.config.platform_namespace}/{status.catalogue_entry}",
-                generation,
-            )
+            published = f"{rt.config.platform_namespace}/{status.catalogue_entry}"
+            if too_large is not None:
+                set_condition(status, "Ready", False, "IndexEntryTooLarge",
+                              f"{too_large}. Its entry {published} is published (its page works)",
+                              generation)
+            else:
+                set_condition(status, "Ready", True, "Published", f"in the catalogue as {published}",
+                              generation)
         status.observed_generation = generation
     writer.mark_stale()
     if write_status(rt.kube, KIND, body, status):
