@@ -31,10 +31,12 @@ from tests.harness.node_kubelet import NodeKubelet, NodeShape  # noqa: E402
 NODES = [NodeShape("crash-bench-a", taint_gpu=False), NodeShape("crash-bench-b", taint_gpu=False)]
 
 
-def one_run(api: k.Kube, plan: Plan, kills: int, window: float, logs: Path) -> tuple[str, Outcome]:
+def one_run(
+    api: k.Kube, kubeconfig: Path, plan: Plan, kills: int, window: float, logs: Path
+) -> tuple[str, Outcome]:
     namespace = f"crash-bench-{uuid.uuid4().hex[:6]}"
     api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    operator = OperatorProcess(None, namespace, "deep-platform", logs / f"{namespace}.log")
+    operator = OperatorProcess(kubeconfig, namespace, "deep-platform", logs / f"{namespace}.log")
     scenario = Scenario(api, namespace, plan, operator)
     try:
         out = scenario.run(kills=kills, kill_window=window, timeout=600,
@@ -66,20 +68,20 @@ def main() -> int:
     args = parser.parse_args()
     with _servers.real_server(required=True) as kubeconfig:
         assert kubeconfig is not None
-        return run(_servers.client_for(kubeconfig, component="crash-bench"), args)
+        return run(_servers.client_for(kubeconfig, component="crash-bench"), Path(kubeconfig), args)
 
 
-def run(api: k.Kube, args: argparse.Namespace) -> int:
+def run(api: k.Kube, kubeconfig: Path, args: argparse.Namespace) -> int:
     _servers.install_crds(api)
     _servers.ensure_namespace(api, "deep-platform")
     plan = Plan(trainingjobs=args.trainingjobs, services=args.services, ttl=20)
     logs = Path(tempfile.mkdtemp(prefix="crash-bench-"))
     print(f"{plan.trainingjobs} TrainingJobs + {plan.services} InferenceServices; operator logs in {logs}")
     with NodeKubelet(api, NODES):
-        _, base = one_run(api, plan, 0, 0, logs)
+        _, base = one_run(api, kubeconfig, plan, 0, 0, logs)
         report("without kills", base)
         window = 0.8 * (base.burst_to_converged or 60.0)
-        _, crash = one_run(api, plan, args.kills, window, logs)
+        _, crash = one_run(api, kubeconfig, plan, args.kills, window, logs)
         report(f"with kills in the first {window:.0f} s", crash)
     if base.converged and crash.converged:
         print(f"ratio: converged {crash.burst_to_converged / base.burst_to_converged:.2f}x the time "
