@@ -83,5 +83,6 @@ def test_the_check_itself(target: str, why: str | None) -> None:
 
 
 def test_links_are_found_in_prose_not_in_code() -> None:
-    text = "see [a](docs/a.md) and [b] and ![img](x.png \"t\")\n\n[b]: docs/b.md\n`[c](c.md)`\n```\n[d](d.md)\n```\n"
+    text = ("see [a](docs/a.md) and [b] and ![img](x.png \"t\")\n\n[b]: docs/b.md\n"
+            "`[c](c.md)`\n```\n[d](d.md)\n```\n")
     assert sorted(links(text)) == ["docs/a.md", "docs/b.md", "x.png"]
