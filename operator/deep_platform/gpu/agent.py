@@ -124,8 +124,9 @@ class GpuAgent:
             handle = nvml.device(index)
             gpu.uuid = nvml.uuid(handle)
             gpu.product = gfd_product(nvml.name(handle))
-            total, used = nvml.memory(handle)
-            gpu.memory_total_mib, gpu.memory_used_mib = total // MIB, used // MIB
+            memory = nvml.memory(handle)
+            gpu.memory_total_mib, gpu.memory_used_mib = memory.total // MIB, memory.used // MIB
+            gpu.memory_reserved_mib = None if memory.reserved is None else memory.reserved // MIB
             gpu.utilization_percent = _optional(lambda: nvml.utilization(handle))
             gpu.temperature_celsius = _optional(lambda: nvml.temperature(handle))
             gpu.mig_enabled = bool(_optional(lambda: nvml.mig_enabled(handle)))
@@ -153,13 +154,13 @@ class GpuAgent:
 
     def _read_mig(self, handle: Any) -> MigInstance:
         nvml = self.nvml
-        total, used = nvml.memory(handle)
+        memory = nvml.memory(handle)
         match = _MIG_PROFILE.search(nvml.name(handle))
         return MigInstance(
             uuid=nvml.uuid(handle),
             profile=match.group(1) if match else "unknown",
-            memory_total_mib=total // MIB,
-            memory_used_mib=used // MIB,
+            memory_total_mib=memory.total // MIB,
+            memory_used_mib=memory.used // MIB,
         )
 
     def _process(
@@ -233,7 +234,17 @@ class GpuCollector(Collector):
             "util": GaugeMetricFamily(
                 "deep_gpu_utilization_percent", "Percent of time a kernel ran", labels=labels
             ),
-            "used": GaugeMetricFamily("deep_gpu_memory_used_bytes", "GPU memory in use", labels=labels),
+            "used": GaugeMetricFamily(
+                "deep_gpu_memory_used_bytes",
+                "GPU memory in use, as nvidia-smi shows it (without the driver's reserved memory, "
+                "except on drivers before R510)",
+                labels=labels,
+            ),
+            "reserved": GaugeMetricFamily(
+                "deep_gpu_memory_reserved_bytes",
+                "GPU memory the driver reserves for itself; absent on drivers before R510",
+                labels=labels,
+            ),
             "total": GaugeMetricFamily("deep_gpu_memory_total_bytes", "GPU memory", labels=labels),
             "temp": GaugeMetricFamily("deep_gpu_temperature_celsius", "GPU temperature", labels=labels),
             "mig": GaugeMetricFamily("deep_gpu_mig_enabled", "1 when MIG mode is on", labels=labels),
@@ -266,6 +277,7 @@ class GpuCollector(Collector):
             for key, value in (
                 ("util", gpu.utilization_percent),
                 ("used", None if gpu.memory_used_mib is None else gpu.memory_used_mib * MIB),
+                ("reserved", None if gpu.memory_reserved_mib is None else gpu.memory_reserved_mib * MIB),
                 ("total", None if gpu.memory_total_mib is None else gpu.memory_total_mib * MIB),
                 ("temp", gpu.temperature_celsius),
             ):

@@ -49,7 +49,11 @@ class GpuInfo(BaseModel):
     #: as GPU feature discovery's `nvidia.com/gpu.product` label: spaces become dashes
     product: str | None = None
     memory_total_mib: int | None = None
+    #: as nvidia-smi shows it: without the driver's reserved memory (NVML v2), except where the
+    #: driver only answers v1 (before R510), which counts the reserved memory as used
     memory_used_mib: int | None = None
+    #: the driver's reserved memory; None where only NVML v1 answers
+    memory_reserved_mib: int | None = None
     utilization_percent: int | None = None
     temperature_celsius: int | None = None
     mig_enabled: bool = False

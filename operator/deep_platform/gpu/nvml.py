@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 # NVML's own error codes (nvml.h); the fake layer in tests raises the same ones
 ERROR_NOT_SUPPORTED = 3
@@ -16,11 +16,29 @@ ERROR_NO_PERMISSION = 4
 ERROR_NOT_FOUND = 6
 ERROR_DRIVER_NOT_LOADED = 9
 ERROR_LIBRARY_NOT_FOUND = 12
+ERROR_FUNCTION_NOT_FOUND = 13
 ERROR_GPU_IS_LOST = 15
+ERROR_ARGUMENT_VERSION_MISMATCH = 25
 ERROR_UNKNOWN = 999
 
 #: init failures that mean "this node has no usable NVIDIA driver": say so once and idle
 NO_DRIVER_ERRORS = frozenset({ERROR_DRIVER_NOT_LOADED, ERROR_LIBRARY_NOT_FOUND})
+#: answers of nvmlDeviceGetMemoryInfo_v2 that mean "not on this driver or device": read v1 instead
+#: (the symbol is missing before driver R510; a driver may not know the struct's version)
+NO_MEMORY_V2_ERRORS = frozenset(
+    {ERROR_FUNCTION_NOT_FOUND, ERROR_ARGUMENT_VERSION_MISMATCH, ERROR_NOT_SUPPORTED}
+)
+
+
+class Memory(NamedTuple):
+    """A GPU's (or MIG device's) memory in bytes, as nvidia-smi reports it."""
+
+    total: int
+    #: what allocations use, without the driver's reserved memory (NVML's v2 memory info);
+    #: from v1, on drivers without v2, it includes the reserved memory
+    used: int
+    #: what the driver keeps for itself (firmware, ECC, page tables); None where only v1 answers
+    reserved: int | None
 
 
 class NvmlError(Exception):
@@ -42,7 +60,7 @@ class NvmlLayer(Protocol):
     def device(self, index: int) -> Any: ...
     def name(self, handle: Any) -> str: ...
     def uuid(self, handle: Any) -> str: ...
-    def memory(self, handle: Any) -> tuple[int, int]: ...  # total, used
+    def memory(self, handle: Any) -> Memory: ...
     def utilization(self, handle: Any) -> int: ...  # percent of time a kernel ran
     def temperature(self, handle: Any) -> int: ...  # degrees Celsius
     def mig_enabled(self, handle: Any) -> bool: ...
@@ -116,11 +134,23 @@ class RealNvml:
         return _text(pynvml.nvmlDeviceGetUUID(handle))
 
     @_nvml_errors
-    def memory(self, handle: Any) -> tuple[int, int]:
+    def memory(self, handle: Any) -> Memory:
+        """nvidia-smi's numbers: v2 (nvmlDeviceGetMemoryInfo_v2), whose `used` leaves out the
+        driver's reserved memory (v1 counts it: 615 MiB "used" on an idle H200, driver 580),
+        and v1 where the driver or device has no v2."""
         import pynvml
 
+        version = getattr(pynvml, "nvmlMemory_v2", None)  # nvidia-ml-py before 11.510 lacks it
+        if version is not None:
+            try:
+                info = pynvml.nvmlDeviceGetMemoryInfo(handle, version=version)
+            except pynvml.NVMLError as exc:
+                if getattr(exc, "value", None) not in NO_MEMORY_V2_ERRORS:
+                    raise
+            else:
+                return Memory(int(info.total), int(info.used), int(info.reserved))
         info = pynvml.nvmlDeviceGetMemoryInfo(handle)
-        return int(info.total), int(info.used)
+        return Memory(int(info.total), int(info.used), None)
 
     @_nvml_errors
     def utilization(self, handle: Any) -> int:
