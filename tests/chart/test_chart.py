@@ -17,7 +17,8 @@ from tests.chart.podsecurity import restricted_violations
 #: oldest and newest Kubernetes the chart supports (Chart.yaml kubeVersion: >=1.30)
 K8S_VERSIONS = ("1.30", "1.34")
 #: kinds whose schemas are not upstream Kubernetes (prometheus-operator's CRDs): not validated here
-NOT_UPSTREAM = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+NOT_UPSTREAM = {("monitoring.coreos.com/v1", "ServiceMonitor"),
+                ("monitoring.coreos.com/v1", "PrometheusRule")}
 VALUE_SETS = [pytest.param(p, id=p.name.removesuffix("-values.yaml")) for p in chart.CI_VALUES]
 
 
@@ -161,12 +162,13 @@ def test_no_rbac_wildcards() -> None:
 def test_all_enabled_renders_the_optional_parts() -> None:
     objs = chart.objects(chart.render(4, chart.CHART / "ci" / "all-enabled-values.yaml"))
     kinds = {o["kind"] for o in objs}
-    assert {"NetworkPolicy", "ServiceMonitor", "Ingress", "Namespace", "PodDisruptionBudget"} <= kinds
+    assert {"NetworkPolicy", "ServiceMonitor", "PrometheusRule", "Ingress", "Namespace",
+            "PodDisruptionBudget"} <= kinds
     dashboard = next(o for o in by_kind(objs, "ConfigMap") if o["metadata"]["name"].endswith("-dashboard"))
     import json
 
     panels = json.loads(dashboard["data"]["deep-platform.json"])["panels"]
-    assert any("deep_operator_reconcile_total" in t["expr"] for p in panels for t in p["targets"])
+    assert any("deep_operator_reconcile_total" in t["expr"] for p in panels for t in p.get("targets", []))
     namespace = by_kind(objs, "Namespace")[0]
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert namespace["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-1"
