@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 import yaml
 from aiohttp import web
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+from yarl import URL
 
 from ..api import Module
 from ..builders.module import FACETS, entry_name, inferenceservice_snippet, trainingjob_snippet
 from ..config import OperatorConfig
 from ..kube import CONFIGMAP, Kube
+from . import linked_data
 from .index import IndexReadError, read_index
 from .pages import TEMPLATES
 
@@ -49,9 +52,11 @@ def matches(item: dict[str, Any], query: dict[str, str]) -> bool:
 
 def _wants(request: web.Request, default: str = "json") -> str:
     fmt = request.query.get("format")
-    if fmt in ("json", "text", "html"):
+    if fmt in ("json", "text", "html", "jsonld"):
         return fmt
     accept = request.headers.get("Accept", "")
+    if linked_data.MEDIA_TYPE in accept:
+        return "jsonld"
     if "text/html" in accept:
         return "html"
     if "application/json" in accept:
@@ -85,10 +90,25 @@ async def index_page(request: web.Request) -> web.Response:
     return web.Response(text=html, content_type="text/html")
 
 
+def _jsonld(document: dict[str, Any]) -> web.Response:
+    return web.Response(text=json.dumps(document), content_type=linked_data.MEDIA_TYPE)
+
+
+def _page_url(request: web.Request, name: str) -> str:
+    """A module's page, absolute, from any URL under /catalogue/modules."""
+    return str(request.url.with_query(None).join(URL(quote(name, safe=""))))
+
+
 async def modules_api(request: web.Request) -> web.Response:
     query = _query(request)
     items = [i for i in await _items(request) if matches(i, query)]
-    fmt = _wants(request)
+    fmt = "jsonld" if request.path.endswith(".jsonld") else _wants(request)
+    if fmt == "jsonld":
+        base = request.url.with_query(None).join(URL("modules/"))
+        return _jsonld(linked_data.catalogue_document(
+            items, str(request.url.with_query(None).join(URL("./"))),
+            lambda name: str(base.join(URL(quote(name, safe="")))),
+        ))
     if fmt == "html":
         raise web.HTTPFound("./" + (f"?{request.query_string}" if request.query_string else ""))
     if fmt == "text":
@@ -114,15 +134,19 @@ def _safe_links(meta: dict[str, Any]) -> list[tuple[str, str]]:
 
 async def module_page(request: web.Request) -> web.Response:
     name = request.match_info["name"]
+    fmt = _wants(request, default="html")
+    if name.endswith(".jsonld"):
+        name, fmt = name.removesuffix(".jsonld"), "jsonld"
     kube, config = request.app[KUBE_KEY], request.app[CONFIG_KEY]
     cm = await asyncio.to_thread(kube.get, CONFIGMAP, entry_name(name), config.platform_namespace)
     if cm is None:
         raise web.HTTPNotFound(text=f"no module {name!r} in the catalogue")
     entry = json.loads((cm.get("data") or {}).get("module.json", "{}"))
-    fmt = _wants(request, default="html")
     if fmt == "json":
         return web.json_response(entry)
     meta = entry.get("metadata") or {}
+    if fmt == "jsonld":
+        return _jsonld(linked_data.module_document(name, meta, _page_url(request, name)))
     module = _module_of(entry)
     if fmt == "text":
         lines = [f"{k}: {entry[k]}" for k in ("name", "image")] + [
@@ -151,5 +175,6 @@ def create_catalogue_app(kube: Kube, config: OperatorConfig) -> web.Application:
     app[ENV_KEY] = jinja2.Environment(loader=jinja2.DictLoader(TEMPLATES), autoescape=True)
     app.router.add_get("/", index_page)
     app.router.add_get("/modules", modules_api)
+    app.router.add_get("/modules.jsonld", modules_api)
     app.router.add_get("/modules/{name}", module_page)
     return app
