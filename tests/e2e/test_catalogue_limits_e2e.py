@@ -63,6 +63,7 @@ def test_an_oversized_module_leaves_the_index_serving_the_others(e2e_operator, p
                               what=f"{huge}: Ready=False, CatalogueEntryRejected")
         assert rejected["status"] == "False"
         assert "the API server refused the catalogue entry" in rejected["message"]
+        assert "Too long: may not be more than 1048576 bytes" in rejected["message"]
         assert "spec.metadata.summary alone takes" in rejected["message"]  # and the index, too
         assert api.get(k.CONFIGMAP, entry_name(huge), ns) is None
 
