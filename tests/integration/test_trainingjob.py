@@ -384,13 +384,13 @@ def test_a_field_removed_from_the_spec_leaves_the_created_job(apiserver: Any, op
     """Fields the first create set are removed too (apply alone would keep them: the create's
     ownership is recorded under an Update entry)."""
     operator.kube.create(module())
-    operator.kube.create(trainingjob(activeDeadlineSeconds=600, ttlSecondsAfterFinished=60))
+    operator.kube.create(trainingjob(activeDeadlineSeconds=600, backoffLimit=2))
     wait_phase(operator, "Pending", "JobCreated")
     assert apiserver.get("jobs", NS, "retrain")["spec"]["activeDeadlineSeconds"] == 600
     operator.kube.patch(TJ, "retrain", NS, {"spec": {"activeDeadlineSeconds": None}})
     wait_until(lambda: "activeDeadlineSeconds" not in apiserver.get("jobs", NS, "retrain")["spec"], 10)
     job = apiserver.get("jobs", NS, "retrain")
-    assert job["spec"]["ttlSecondsAfterFinished"] == 60
+    assert job["spec"]["backoffLimit"] == 2  # what the spec still says stays
     assert status(operator)["conditions"] and condition(status(operator), "Ready")["status"] == "True"
 
 

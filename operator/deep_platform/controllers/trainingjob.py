@@ -294,6 +294,14 @@ class _Memory:
         with self.guard:
             return self.locks.setdefault(key, threading.RLock())
 
+    def clear(self) -> None:
+        """Forget everything: an operator run starts from what the API server says, as a new
+        process would (a second run in one process, as in tests, must not meet the first's)."""
+        with self.guard:
+            for table in (self.locks, self.own_version, self.waiting, self.applied_job, self.known,
+                          self.deleted_job):
+                table.clear()
+
     def forget(self, key: Key) -> None:
         retry.backoff.reset(_retry_key(key))
         with self.guard:
@@ -457,6 +465,7 @@ watches = _Watches()
 
 @kopf.on.startup(id="trainingjob-watches-start")
 def start_watches(**_: Any) -> None:
+    memory.clear()
     watches.start(runtime.current())
 
 
