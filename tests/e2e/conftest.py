@@ -114,6 +114,8 @@ def node_kubelet(cluster: k.Kube) -> Iterator[NodeKubelet]:
 @pytest.fixture
 def kubelet(node_kubelet: NodeKubelet) -> Iterator[NodeKubelet]:
     """The session's kubelet stand-in, its pod outcomes reset to the defaults after the test."""
+    for shape in node_kubelet.nodes.values():  # a test of the integration suite may have removed them
+        node_kubelet.register(shape)
     yield node_kubelet
     node_kubelet.decide = default_outcome
     node_kubelet.on_running = node_kubelet.on_stopped = None

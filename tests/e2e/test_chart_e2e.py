@@ -291,7 +291,7 @@ def test_every_option_on(
                         "meta.helm.sh/release-namespace": namespace}}})
     release.helm("install", release.name, str(release.chart), "-n", namespace,
                  "--values", str(CHART / "ci" / "all-enabled-values.yaml"),
-                 "--set", "serviceMonitor.enabled=false")
+                 "--set", "serviceMonitor.enabled=false", "--set", "prometheusRule.enabled=false")
     name = release.fullname
     ns = cluster.get(k.NAMESPACE, namespace) or {}
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

@@ -30,8 +30,6 @@ from deep_platform.gpu.mig import mig_resource_name
 
 log = logging.getLogger(__name__)
 NODE_LEASE_NAMESPACE = "kube-node-lease"
-#: on every node this stand-in registers (the real-server harness leaves such nodes alone)
-STAND_IN_LABEL = "deep-hybrid-datacloud.eu/kubelet-stand-in"
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,6 @@ class NodeShape:
             "kubernetes.io/hostname": self.name,
             "kubernetes.io/os": "linux",
             "kubernetes.io/arch": "amd64",
-            STAND_IN_LABEL: "true",
             **self.labels,
         }
         capacity = {"cpu": self.cpu, "memory": self.memory, "pods": "250", "ephemeral-storage": "500Gi"}

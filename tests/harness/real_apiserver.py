@@ -30,7 +30,6 @@ from kubernetes.client import Configuration
 
 from deep_platform import kube as k
 from tests.harness import realserver
-from tests.harness.node_kubelet import STAND_IN_LABEL
 
 Obj = dict[str, Any]
 CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
@@ -294,13 +293,15 @@ class RealApiServer:
                                 "propagationPolicy": "Background",
                             },
                         )
-        for node in self.list("nodes", label_selector=f"!{STAND_IN_LABEL}"):  # the e2e stand-in's stay
+        for node in self.list("nodes"):  # the e2e kubelet stand-in registers its own again
             self.delete("nodes", None, node["metadata"]["name"])
         for pv in self.list("persistentvolumes"):
             self.delete("persistentvolumes", None, pv["metadata"]["name"])
         _wait(self._clean, "the real API server to be clean between tests", timeout=60)
 
     def _clean(self) -> bool:
+        if any(ns["metadata"]["name"] not in FIXED_NAMESPACES for ns in self.list("namespaces")):
+            return False  # a namespace being deleted refuses new objects (and a test's create)
         for res in self._resources:
             if res.group == GROUP and self.list(res.plural):
                 return False

@@ -57,21 +57,27 @@ def control_plane_env() -> dict[str, str]:
     return env
 
 
-def start_control_plane(k8s: Path) -> RealServer:
-    """Run shared/k8s/up.sh (idempotent) and return the kubeconfig it printed last."""
+def start_control_plane(k8s: Path, attempts: int = 3) -> RealServer:
+    """Run shared/k8s/up.sh (idempotent) and return the kubeconfig it printed last.
+
+    up.sh is run again when it fails: on a busy machine it can take a component that is still
+    starting for one that exited (its pid's command line is not yet the binary's), and a second
+    run keeps what runs and waits for it."""
     env = control_plane_env()
     home = Path(env["DEEP_K8S_HOME"])
     _share_binaries(BINARY_CACHE, home / "bin")
-    done = subprocess.run(
-        ["bash", str(k8s / "up.sh")], env=env, capture_output=True, text=True, timeout=180, check=False
-    )
-    last = done.stdout.strip().splitlines()[-1:] if done.stdout.strip() else []
-    if done.returncode != 0 or not last or not last[0].startswith("KUBECONFIG="):
-        raise RuntimeError(
-            f"{k8s}/up.sh failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    said = ""
+    for _ in range(attempts):
+        done = subprocess.run(
+            ["bash", str(k8s / "up.sh")], env=env, capture_output=True, text=True, timeout=180, check=False
         )
-    _share_binaries(home / "bin", BINARY_CACHE)
-    return RealServer(Path(last[0].split("=", 1)[1]), f"control plane of {k8s}", home)
+        last = done.stdout.strip().splitlines()[-1:] if done.stdout.strip() else []
+        if done.returncode == 0 and last and last[0].startswith("KUBECONFIG="):
+            _share_binaries(home / "bin", BINARY_CACHE)
+            return RealServer(Path(last[0].split("=", 1)[1]), f"control plane of {k8s}", home)
+        said = f"{k8s}/up.sh failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    stop_control_plane(RealServer(None, "", home))
+    raise RuntimeError(said)
 
 
 def _share_binaries(source: Path, target: Path) -> None:

@@ -298,6 +298,7 @@ async def test_crash_looping_model_gets_502_with_reason_not_a_hang(apiserver: An
             assert (ready["status"], ready["reason"]) == ("False", "CrashLoopBackOff")
 
 
+@pytest.mark.emulator_only(PLAYS_THE_CLUSTER)
 async def test_cold_start_timeout_is_503_with_retry_after(apiserver: Any, service: Any) -> None:
     service()
     with Kubelet(apiserver, NS, NAME, extra_env={"TINYMODEL_LOAD_SECONDS": "1.5"}) as kubelet:

@@ -46,6 +46,7 @@ def test_resync_repairs_an_edited_entry(operator: Any) -> None:
     assert restored
 
 
+@pytest.mark.emulator_only("counts the writes in the emulator's request log")
 def test_resync_with_nothing_changed_writes_nothing(operator: Any, apiserver: Any) -> None:
     api = operator.kube
     for name in ("quiet-a", "quiet-b"):

@@ -416,5 +416,7 @@ def test_a_job_refused_by_a_quota_is_reported_and_retried(
     assert ("JobRejected", "Warning") in events_for(apiserver, "retrain")
     assert apiserver.get("jobs", NS, "retrain") is None
     apiserver.patch("resourcequotas", NS, "jobs", {"spec": {"hard": {"count/jobs.batch": "1"}}})
-    st = wait_phase(operator, "Pending", "JobCreated")
-    assert condition(st, "Ready")["status"] == "True" and st["jobName"] == "retrain"
+    # a real server admits by the quota's status, which its quota controller recomputes a moment
+    # later; there, with no node, the new Job's pod is soon Unschedulable rather than JobCreated
+    st = wait_until(lambda: (s := status(operator)).get("jobName") == "retrain" and s, 30, what="the Job")
+    assert condition(st, "Ready")["status"] == "True" and st["reason"] in ("JobCreated", "Unschedulable")

@@ -363,9 +363,17 @@ def _keep(waiting: Work, new: Work) -> bool:
 
 
 def _is_echo(obj: dict[str, Any]) -> bool:
-    """Our own status write (or older): a newer event comes if anything changed."""
+    """Our own status write (or older): a newer event comes if anything changed.
+
+    Not when the spec moved on from the generation the status observed: a spec change that
+    lands between our read and our status write is older than that write, and the write's own
+    echo carries it, so skipping both would lose it (seen on a real server, where the scheduler's
+    pod update and a user's edit race)."""
     own, version = memory.own_version.get(_key(obj)), _version(obj)
     mine = own is not None and own[0] == obj["metadata"].get("uid")
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    if observed != obj["metadata"].get("generation"):
+        return False
     return mine and own is not None and version is not None and version <= own[1]
 
 
