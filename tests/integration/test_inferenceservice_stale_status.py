@@ -4,6 +4,7 @@ twice: the status write carries the resourceVersion it was computed from."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from deep_platform import kube as k
@@ -25,6 +26,12 @@ def operator_events(api: k.Kube, name: str) -> list[tuple[str, str]]:
     )
 
 
+def unchanged_for(api: k.Kube, name: str, seconds: float) -> bool:
+    before = (api.get(ISVC, name, NS) or {}).get("metadata", {}).get("resourceVersion")
+    time.sleep(seconds)
+    return before == (api.get(ISVC, name, NS) or {}).get("metadata", {}).get("resourceVersion")
+
+
 def test_stale_copy_announces_no_transition_twice(apiserver: Any, operator: Any) -> None:
     operator.kube.create(module())
     stale = operator.kube.create(example("inferenceservice.yaml"))  # no status yet
@@ -32,6 +39,9 @@ def test_stale_copy_announces_no_transition_twice(apiserver: Any, operator: Any)
     wait_until(lambda: (operator.kube.get(ISVC, name, NS) or {}).get("status", {}).get("conditions"),
                10, what="a status")
     wait_until(lambda: operator_events(operator.kube, name), 10, what="its Events")
+    # on a real server the scheduler then marks the pod Unschedulable (no node): a transition of
+    # its own; compare only once nothing moves any more
+    wait_until(lambda: unchanged_for(operator.kube, name, 2.0), 30, what="the status to settle")
     settled = operator_events(operator.kube, name)
     status = (operator.kube.get(ISVC, name, NS) or {})["status"]
 
