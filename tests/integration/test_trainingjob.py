@@ -44,13 +44,29 @@ def status(operator: Any, name: str = "retrain") -> dict[str, Any]:
     return (operator.kube.get(TJ, name, NS) or {}).get("status") or {}
 
 
+#: a Job made for the TrainingJob: on a real server with no node that fits, the scheduler marks
+#: its pod at once and the reason moves on from JobCreated to Unschedulable
+JOB_MADE = ("JobCreated", "Unschedulable")
+
+
 def wait_phase(operator: Any, phase: str, reason: str | None = None, name: str = "retrain") -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         st = status(operator, name)
         ok = st.get("phase") == phase and (reason is None or st.get("reason") == reason)
         return st if ok else None
 
-    return wait_until(probe, 10, what=f"phase {phase} {reason or ''} (now {status(operator, name)})")
+    try:
+        return wait_until(probe, 10, what=f"phase {phase} {reason or ''}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc} (now {status(operator, name)})") from None
+
+
+def wait_job_made(operator: Any, name: str = "retrain") -> dict[str, Any]:
+    """The TrainingJob's Job exists and the status names it."""
+    return wait_until(
+        lambda: (st := status(operator, name)).get("jobName") == name and st.get("reason") in JOB_MADE and st,
+        10, what=f"the Job of {name}",
+    )
 
 
 def condition(st: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -236,7 +252,7 @@ def test_missing_module_recovers_when_module_appears(apiserver: Any, operator: A
     assert apiserver.get("jobs", NS, "retrain") is None
     operator.kube.create(module())
     # the Module watch wakes the TrainingJob: no waiting for the resync
-    wait_phase(operator, "Pending", "JobCreated")
+    wait_job_made(operator)
     assert apiserver.get("jobs", NS, "retrain") is not None
 
 
@@ -266,7 +282,7 @@ def test_gpu_product_no_node_has_then_spec_fixed(apiserver: Any, operator: Any) 
     assert "NVIDIA-A100-SXM4-80GB" in st["message"] and "Tesla-T4" in st["message"]
     assert apiserver.get("jobs", NS, "retrain") is None
     operator.kube.patch(TJ, "retrain", NS, {"spec": {"resources": {"gpu": {"product": "Tesla-T4"}}}})
-    wait_phase(operator, "Pending", "JobCreated")
+    wait_job_made(operator)
     job = apiserver.get("jobs", NS, "retrain")
     affinity = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
     assert affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
@@ -277,7 +293,7 @@ def test_gpu_product_no_node_has_then_spec_fixed(apiserver: Any, operator: Any) 
 def test_suspend_and_resume(apiserver: Any, operator: Any) -> None:
     operator.kube.create(module())
     operator.kube.create(trainingjob())
-    wait_phase(operator, "Pending", "JobCreated")
+    wait_job_made(operator)
     operator.kube.patch(TJ, "retrain", NS, {"spec": {"suspend": True}})
     wait_until(lambda: apiserver.get("jobs", NS, "retrain")["spec"]["suspend"] is True, 5)
     apiserver.patch_status(
@@ -385,7 +401,7 @@ def test_a_field_removed_from_the_spec_leaves_the_created_job(apiserver: Any, op
     ownership is recorded under an Update entry)."""
     operator.kube.create(module())
     operator.kube.create(trainingjob(activeDeadlineSeconds=600, backoffLimit=2))
-    wait_phase(operator, "Pending", "JobCreated")
+    wait_job_made(operator)
     assert apiserver.get("jobs", NS, "retrain")["spec"]["activeDeadlineSeconds"] == 600
     operator.kube.patch(TJ, "retrain", NS, {"spec": {"activeDeadlineSeconds": None}})
     wait_until(lambda: "activeDeadlineSeconds" not in apiserver.get("jobs", NS, "retrain")["spec"], 10)
