@@ -26,7 +26,7 @@ lint: install
 ## lint, type-check and the whole test suite: e2e tests on a real API server (KUBECONFIG, else
 ## ../shared/k8s started by the tests, else skipped), the integration tests on the emulator and,
 ## where ../shared/k8s is present, on that real server too
-DEEP_TEST_SERVER ?= $(if $(wildcard ../shared/k8s/up.sh),real,emulator)
+DEEP_TEST_SERVER ?= $(if $(or $(DEEP_K8S_DIR),$(wildcard ../shared/k8s/up.sh)),real,emulator)
 test: install lint
 	DEEP_TEST_SERVER=$(DEEP_TEST_SERVER) $(PYTHON) -m pytest -q
 
