@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import sys
 import threading
 import time
@@ -53,7 +54,11 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
-def _operate(spec: str, namespace: str, conn: Connection) -> None:
+def _operate(spec: str, namespace: str, trace: bool, conn: Connection) -> None:
+    if trace:
+        import tracemalloc
+
+        tracemalloc.start(int(os.environ.get("DEEP_TRACEMALLOC_FRAMES", "12")))
     api = _servers.client_for(spec, "operator")
     config = OperatorConfig(platform_namespace=PLATFORM_NS, namespaces=[namespace], metrics_port=0,
                             health_port=0, workers=16, resync_seconds=3600)
@@ -62,7 +67,16 @@ def _operate(spec: str, namespace: str, conn: Connection) -> None:
                               daemon=True)
     thread.start()
     conn.send(ready.wait(60))
-    conn.recv()
+    while True:  # "stop", or "snapshot PATH" (--tracemalloc): where the operator's memory went
+        message = conn.recv()
+        if not str(message).startswith("snapshot "):
+            break
+        import gc
+        import tracemalloc
+
+        gc.collect()
+        tracemalloc.take_snapshot().dump(str(message).split(" ", 1)[1])
+        conn.send("done")
     stop.set()
     thread.join(30)
 
@@ -77,7 +91,7 @@ def _bare(conn: Connection) -> None:
 
 
 @contextlib.contextmanager
-def process(target: Any, *args: Any) -> Iterator[int]:
+def process(target: Any, *args: Any) -> Iterator[tuple[int, Connection]]:
     parent, child = multiprocessing.Pipe()
     proc = multiprocessing.get_context("spawn").Process(target=target, args=(*args, child), daemon=True)
     proc.start()
@@ -85,7 +99,7 @@ def process(target: Any, *args: Any) -> Iterator[int]:
         if not parent.recv():
             raise SystemExit(f"{target.__name__} did not start")
         assert proc.pid is not None
-        yield proc.pid
+        yield proc.pid, parent
     finally:
         parent.send("stop")
         proc.join(30)
@@ -140,10 +154,29 @@ def reconciled(api: k.Kube, kind: k.Kind, namespace: str | None) -> int:
     )
 
 
+def cleanup(api: k.Kube, todo: dict[str, list[dict[str, Any]]], namespace: str) -> None:
+    """Delete what the run created (the Modules are cluster-wide; the namespace takes the rest),
+    so that a later run on the same server starts from the same state."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda m: api.delete(KINDS["modules"], m["metadata"]["name"]), todo["modules"]))
+    api.delete(k.NAMESPACE, namespace)
+    deadline = time.monotonic() + 180
+    while api.get(k.NAMESPACE, namespace) is not None and time.monotonic() < deadline:
+        time.sleep(1.0)
+    left = api.get(k.NAMESPACE, namespace) is not None
+    print(("cleanup: namespace still terminating after 180 s; " if left else "cleanup: ") +
+          f"{len(todo['modules'])} Modules and namespace {namespace} deleted in "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--tracemalloc", metavar="DIR", default=None,
+                        help="trace the operator's allocations; write idle.snap and loaded.snap to DIR "
+                        "(compare with python -m tracemalloc-style tools; slows the operator)")
     _servers.add_option(parser)
     options = parser.parse_args()
     with contextlib.ExitStack() as stack:
@@ -159,11 +192,16 @@ def main() -> int:
             _servers.ensure_namespace(api, PLATFORM_NS)
         namespace = _servers.namespace(api, "bench-mem")
         prefix = namespace.replace("bench-mem", "mem")
-        with process(_bare) as bare_pid:
+        with process(_bare) as (bare_pid, _):
             bare, _ = rss_mb(bare_pid)
-        with process(_operate, spec, namespace) as pid:
+        trace = Path(options.tracemalloc) if options.tracemalloc else None
+        with process(_operate, spec, namespace, trace is not None) as (pid, conn):
             time.sleep(3.0)
             idle, _ = rss_mb(pid)
+            if trace is not None:
+                trace.mkdir(parents=True, exist_ok=True)
+                conn.send(f"snapshot {trace / 'idle.snap'}")
+                conn.recv()
             todo = bodies(options.count, namespace, prefix)
             started = time.perf_counter()
             with ThreadPoolExecutor(16) as pool:
@@ -184,6 +222,11 @@ def main() -> int:
             settled = time.perf_counter() - started
             time.sleep(2.0)
             rss, hwm = rss_mb(pid)
+            if trace is not None:
+                conn.send(f"snapshot {trace / 'loaded.snap'}")
+                conn.recv()
+                print(f"tracemalloc snapshots: {trace / 'idle.snap'}, {trace / 'loaded.snap'}")
+            cleanup(api, todo, namespace)  # while the operator runs: it removes its finalizers
     n = options.count
     print(f"objects: {n} Modules, {n} TrainingJobs, {n} InferenceServices; created in {created:.1f} s, "
           f"all reconciled after {settled:.1f} s")
