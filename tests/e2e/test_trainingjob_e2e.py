@@ -279,7 +279,8 @@ def test_pods_refused_by_a_quota_are_shown(e2e_operator: Any, namespace: str, ku
         st = (api.get(TJ, "refused", namespace) or {}).get("status") or {}
         return st if st.get("reason") == "FailedCreate" else None
 
-    st = wait_until(shown, timeout=30, interval=0.3, what="the TrainingJob to show FailedCreate")
+    # re-read 2 s after the Job, doubling: on a busy machine the Event may miss the first reads
+    st = wait_until(shown, timeout=60, interval=0.3, what="the TrainingJob to show FailedCreate")
     assert st["phase"] == "Pending"
     assert "exceeded quota: no-pods" in st["message"], st
     ready = condition(st, "Ready")

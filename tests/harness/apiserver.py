@@ -272,6 +272,7 @@ class ApiServer(kmock.KubernetesEmulator):
         self._types: dict[GK, ResourceType] = {}
         self._store: dict[GK, dict[tuple[str, str], Obj]] = collections.defaultdict(dict)
         self._uids: dict[str, tuple[GK, str, str]] = {}
+        self._gone_uids: set[str] = set()  # uids of objects deleted for good
         self._rv = 0
         self._history: collections.deque[Event] = collections.deque(maxlen=history)
         self._watchers: list[Watcher] = []
@@ -835,6 +836,11 @@ class ApiServer(kmock.KubernetesEmulator):
         self._emit(rt, "ADDED" if old is None else "MODIFIED", old, obj)
         if rt.gk == ("apiextensions.k8s.io", "customresourcedefinitions"):
             self._register_crd(obj)
+        refs = meta.get("ownerReferences") or []
+        if old is None and refs and all(r.get("uid") in self._gone_uids for r in refs):
+            # made for owners already deleted (a controller's late write): the real garbage
+            # collector removes it soon after; owners that never existed stay unjudged
+            return self._delete(rt, meta.get("namespace"), meta["name"], "Background")
         return obj
 
     def _remove(self, rt: ResourceType, obj: Obj) -> Obj:
@@ -843,6 +849,7 @@ class ApiServer(kmock.KubernetesEmulator):
         key = (meta.get("namespace", ""), meta["name"])
         current = self._store[rt.gk].pop(key, None)
         self._uids.pop(meta["uid"], None)
+        self._gone_uids.add(meta["uid"])
         obj = copy.deepcopy(obj)
         obj["metadata"]["resourceVersion"] = str(self._next_rv())
         self._emit(rt, "DELETED", current, obj)

@@ -270,13 +270,15 @@ class RealApiServer:
                     if meta.get("finalizers"):
                         self.patch(res.plural, namespace, meta["name"], {"metadata": {"finalizers": None}})
                     self.delete(res.plural, namespace, meta["name"])
-        for ns in self.list("namespaces"):
-            name = ns["metadata"]["name"]
-            if name not in FIXED_NAMESPACES and not ns["metadata"].get("deletionTimestamp"):
-                self.delete("namespaces", None, name)
+        others = [ns["metadata"]["name"] for ns in self.list("namespaces")
+                  if ns["metadata"]["name"] not in FIXED_NAMESPACES]
+        for name in others:
+            self.delete("namespaces", None, name)
         self._ensure_namespace("deep-platform")
-        for namespace in ("default", "deep-platform"):
-            for plural in SCRUBBED:
+        for namespace in ("default", "deep-platform", *others):
+            # in a namespace being deleted only the pods matter: with no kubelet to finish their
+            # graceful deletion (nodes removed below), they would hold it Terminating for good
+            for plural in SCRUBBED if namespace in FIXED_NAMESPACES else ("pods",):
                 res = self.resolve(plural)
                 for obj in self.list(plural, namespace):
                     name = obj["metadata"]["name"]
@@ -297,20 +299,21 @@ class RealApiServer:
             self.delete("nodes", None, node["metadata"]["name"])
         for pv in self.list("persistentvolumes"):
             self.delete("persistentvolumes", None, pv["metadata"]["name"])
-        _wait(self._clean, "the real API server to be clean between tests", timeout=60)
+        _wait(lambda: not self.leftovers(), "the real API server to be clean between tests", timeout=60,
+              then=self.leftovers)
 
-    def _clean(self) -> bool:
-        if any(ns["metadata"]["name"] not in FIXED_NAMESPACES for ns in self.list("namespaces")):
-            return False  # a namespace being deleted refuses new objects (and a test's create)
+    def leftovers(self) -> builtins.list[str]:
+        """What an earlier test left that a fresh server would not have."""
+        left = [f"namespace {ns['metadata']['name']}" for ns in self.list("namespaces")
+                if ns["metadata"]["name"] not in FIXED_NAMESPACES]  # one being deleted refuses creates
         for res in self._resources:
-            if res.group == GROUP and self.list(res.plural):
-                return False
-        return all(
-            (self.resolve(p).plural, o["metadata"]["name"]) in KEPT
-            for p in ("jobs.batch", "deployments.apps", "pods")
-            for ns in ("default", "deep-platform")
-            for o in self.list(p, ns)
-        )
+            if res.group == GROUP:
+                left += [f"{res.kind} {o['metadata']['name']}" for o in self.list(res.plural)]
+        for plural in ("jobs.batch", "deployments.apps", "pods"):
+            for namespace in ("default", "deep-platform"):
+                left += [f"{plural} {namespace}/{o['metadata']['name']}"
+                         for o in self.list(plural, namespace)]
+        return left
 
     def _ensure_namespace(self, name: str) -> None:
         with contextlib.suppress(k.ApiError):
@@ -324,13 +327,13 @@ def established(crd: Obj | None) -> bool:
     )
 
 
-def _wait(probe: Any, what: str, timeout: float = 60) -> None:
+def _wait(probe: Any, what: str, timeout: float = 60, then: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if probe():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f": {then()}" if then else ""))
 
 
 def kubectl() -> str:
