@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +61,34 @@ def real_server(required: bool) -> Iterator[str | None]:
         kubeconfig = str(found.kubeconfig) if found.kubeconfig else os.path.expanduser("~/.kube/config")
         print(f"server: real kube-apiserver ({found.origin}, {kubeconfig})", flush=True)
         yield kubeconfig
+
+
+def _serve_emulator(conn: Connection, namespaces: tuple[str, ...]) -> None:
+    from tests.harness.apiserver import ApiServer
+
+    with ApiServer.running() as api:
+        api.load_crds(ROOT / "crds")
+        for name in namespaces:
+            if api.get("namespaces", None, name) is None:
+                api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        conn.send(api.url)
+        conn.recv()  # until the run is over
+
+
+@contextlib.contextmanager
+def emulator(namespaces: tuple[str, ...] = ()) -> Iterator[str]:
+    """The emulator in its own process, as the API server of a real cluster is: the operator
+    (or the direct client) never shares an interpreter lock with it. Yields its URL."""
+    parent, child = multiprocessing.Pipe()
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_serve_emulator, args=(child, namespaces), daemon=True
+    )
+    proc.start()
+    try:
+        yield parent.recv()
+    finally:
+        parent.send("stop")
+        proc.join(30)
 
 
 def install_crds(api: k.Kube) -> None:

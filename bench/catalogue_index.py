@@ -48,7 +48,6 @@ from deep_platform.controllers import module as module_controller  # noqa: E402
 from deep_platform.controllers import runtime  # noqa: E402
 from deep_platform.events import event_for  # noqa: E402
 from deep_platform.operator import run  # noqa: E402
-from tests.harness.apiserver import ApiServer  # noqa: E402
 
 MODULES = k.kind_of(Module)
 WORKERS = 16
@@ -67,25 +66,6 @@ def bodies(n: int, prefix: str, run_label: str) -> list[dict[str, Any]]:
     return out
 
 
-def _serve(conn: Connection) -> None:
-    with ApiServer.running() as server:
-        server.load_crds(ROOT / "crds")
-        conn.send(server.url)
-        conn.recv()  # until the run is over
-
-
-@contextlib.contextmanager
-def emulator() -> Iterator[str]:
-    """The emulator in its own process, as the API server of a real cluster is: the operator
-    (or the direct client) never shares an interpreter lock with it."""
-    parent, child = multiprocessing.Pipe()
-    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
-    proc.start()
-    try:
-        yield parent.recv()
-    finally:
-        parent.send("stop")
-        proc.join(30)
 
 
 class Phase:
@@ -102,7 +82,7 @@ class Phase:
     @contextlib.contextmanager
     def server(self) -> Iterator[k.Kube]:
         with contextlib.ExitStack() as stack:
-            self.spec = self.real or stack.enter_context(emulator())
+            self.spec = self.real or stack.enter_context(_servers.emulator())
             kube = _servers.client_for(self.spec)
             self.ns = _servers.namespace(kube, f"bench-cat-{self.name}")
             try:

@@ -36,7 +36,6 @@ from deep_platform import kube as k  # noqa: E402
 from deep_platform.api import InferenceService, Module, TrainingJob  # noqa: E402
 from deep_platform.config import OperatorConfig  # noqa: E402
 from deep_platform.operator import run  # noqa: E402
-from tests.harness.apiserver import ApiServer  # noqa: E402
 
 PLATFORM_NS = "deep-platform"
 TARGET_MB = 200.0
@@ -105,24 +104,6 @@ def process(target: Any, *args: Any) -> Iterator[tuple[int, Connection]]:
         proc.join(30)
 
 
-def _serve(conn: Connection) -> None:
-    with ApiServer.running() as api:
-        api.load_crds(ROOT / "crds")
-        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PLATFORM_NS}})
-        conn.send(api.url)
-        conn.recv()
-
-
-@contextlib.contextmanager
-def emulator() -> Iterator[str]:
-    parent, child = multiprocessing.Pipe()
-    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
-    proc.start()
-    try:
-        yield parent.recv()
-    finally:
-        parent.send("stop")
-        proc.join(30)
 
 
 def bodies(n: int, namespace: str, prefix: str) -> dict[str, list[dict[str, Any]]]:
@@ -185,7 +166,7 @@ def main() -> int:
             real = stack.enter_context(_servers.real_server(required=options.server == "real"))
         if real is None:
             print("server: emulator (tests/harness/apiserver.py)", flush=True)
-        spec = real or stack.enter_context(emulator())
+        spec = real or stack.enter_context(_servers.emulator((PLATFORM_NS,)))
         api = _servers.client_for(spec)
         if real:
             _servers.install_crds(api)

@@ -50,7 +50,6 @@ from deep_platform.config import OperatorConfig  # noqa: E402
 from deep_platform.controllers import runtime  # noqa: E402
 from deep_platform.controllers.trainingjob import resync_all  # noqa: E402
 from deep_platform.operator import run  # noqa: E402
-from tests.harness.apiserver import ApiServer  # noqa: E402
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 NS = "default"  # set per run in main() (unique namespaces on a real server)
@@ -163,24 +162,6 @@ def operator_process(spec: str, namespace: str) -> Iterator[Connection]:
         proc.join(30)
 
 
-def _serve(conn: Connection) -> None:
-    with ApiServer.running() as api:
-        api.load_crds(ROOT / "crds")
-        conn.send(api.url)
-        conn.recv()
-
-
-@contextlib.contextmanager
-def emulator() -> Iterator[str]:
-    """The emulator in its own process; its URL."""
-    parent, child = multiprocessing.Pipe()
-    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
-    proc.start()
-    try:
-        yield parent.recv()
-    finally:
-        parent.send("stop")
-        proc.join(30)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -208,7 +189,7 @@ def main() -> int:
             real = stack.enter_context(_servers.real_server(required=options.server == "real"))
         if real is None:
             print("server: emulator (tests/harness/apiserver.py)", flush=True)
-        spec = real or stack.enter_context(emulator())
+        spec = real or stack.enter_context(_servers.emulator())
         return measure(spec, real is not None, options.samples, options.burst)
 
 
