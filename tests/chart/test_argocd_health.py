@@ -18,6 +18,8 @@ from deep_platform.api.inferenceservice import InferenceServiceStatus
 from deep_platform.api.module import ModuleStatus
 from deep_platform.api.trainingjob import TrainingJobStatus
 from deep_platform.builders.inferenceservice import VERSION_ANNOTATION
+from deep_platform.builders.trainingjob import CONTAINER_NAME
+from deep_platform.builders.trainingjob_observe import observe
 from deep_platform.conditions import set_condition
 from deep_platform.controllers import trainingjob as tjc
 from deep_platform.controllers.inferenceservice import serving_conditions
@@ -203,14 +205,14 @@ def pod(phase: str, waiting: str | None = None, terminated: dict[str, Any] | Non
     return {
         "metadata": {"name": "x-abc", "creationTimestamp": "2026-01-01T00:00:00Z"},
         "spec": {"nodeName": "node-1"},
-        "status": {"phase": phase, "containerStatuses": [{"name": tjc.CONTAINER_NAME, "state": state}]},
+        "status": {"phase": phase, "containerStatuses": [{"name": CONTAINER_NAME, "state": state}]},
     }
 
 
 def training(job_body: dict[str, Any], pods: list[dict[str, Any]], queued: bool = False) -> TrainingJobStatus:
     status = TrainingJobStatus(jobName="x")
     set_condition(status, "Ready", True, "JobCreated", "Job x runs the training", GENERATION)
-    seen = tjc.observe(job_body, pods, queued=queued)
+    seen = observe(job_body, pods, queued=queued)
     # the runtime is read only for the GPU product of a GPU job: none here
     tjc.apply_observation(cast(Any, None), status, seen, TrainingJobStatus(), GENERATION)
     status.observed_generation = GENERATION

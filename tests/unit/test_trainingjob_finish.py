@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from deep_platform.controllers.trainingjob import awaits_pods, finished, observe, pods_refused
+from deep_platform.builders.trainingjob_observe import finished, observe
+from deep_platform.controllers.trainingjob import awaits_pods, pods_refused
 from tests.unit.test_trainingjob_phases import cond, job, pod
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from deep_platform.api import Module
 from deep_platform.api.common import Resources
-from deep_platform.controllers.trainingjob import format_duration, observe, resource_problem
+from deep_platform.builders.trainingjob_observe import format_duration, observe, resource_problem
 
 T0 = "2025-01-01T10:00:00Z"
 
