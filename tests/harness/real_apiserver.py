@@ -297,7 +297,10 @@ class RealApiServer:
                         )
         for node in self.list("nodes"):  # the e2e kubelet stand-in registers its own again
             self.delete("nodes", None, node["metadata"]["name"])
-        for pv in self.list("persistentvolumes"):
+        for pv in self.list("persistentvolumes"):  # pv-protection would hold a bound one a while
+            with contextlib.suppress(k.ApiError):
+                self.patch("persistentvolumes", None, pv["metadata"]["name"],
+                           {"metadata": {"finalizers": None}})
             self.delete("persistentvolumes", None, pv["metadata"]["name"])
         _wait(lambda: not self.leftovers(), "the real API server to be clean between tests", timeout=60,
               then=self.leftovers)
@@ -309,6 +312,7 @@ class RealApiServer:
         for res in self._resources:
             if res.group == GROUP:
                 left += [f"{res.kind} {o['metadata']['name']}" for o in self.list(res.plural)]
+        left += [f"PersistentVolume {pv['metadata']['name']}" for pv in self.list("persistentvolumes")]
         for plural in ("jobs.batch", "deployments.apps", "pods"):
             for namespace in ("default", "deep-platform"):
                 left += [f"{plural} {namespace}/{o['metadata']['name']}"

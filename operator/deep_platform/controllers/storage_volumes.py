@@ -23,7 +23,7 @@ from ..api.base import CustomObject
 from ..builders import pod as podparts
 from ..builders.storage import LABEL_NAMESPACE, build_storage
 from ..config import site_settings
-from ..kube import PERSISTENTVOLUME, PERSISTENTVOLUMECLAIM, Kube
+from ..kube import PERSISTENTVOLUME, PERSISTENTVOLUMECLAIM, ApiError, Kube
 from . import runtime
 from .settings import RESYNC_SECONDS
 
@@ -51,7 +51,15 @@ def apply_storage_volumes(kube: Kube, owner: CustomObject[Any, Any]) -> None:
     objects = build_storage(owner, owner.spec.storage, site_settings(), upload_results=False).objects
     wanted = {(o["kind"], o["metadata"]["name"]) for o in objects}
     for obj in objects:
-        kube.apply(obj)
+        applied = kube.apply(obj)
+        if applied.get("metadata", {}).get("deletionTimestamp"):
+            # a mount removed and added again at once: the old volume still waits for its
+            # finalizer (pv-protection), and the apply only touched the dying object
+            raise ApiError(
+                503, "StillDeleting",
+                f"{obj['kind']} {obj['metadata']['name']} is still being deleted; it is made again "
+                "once it is gone",
+            )
     selector = owner_selector(owner.crd.singular, owner.namespace or "", owner.name)
     for kind, namespace in ((PERSISTENTVOLUMECLAIM, owner.namespace), (PERSISTENTVOLUME, None)):
         for item in kube.list(kind, namespace, label_selector=selector):
