@@ -133,10 +133,6 @@ def test_mount_with_csi_driver_applies_volume_and_claim_and_removes_them(
     wait_until(lambda: apiserver.get("persistentvolumeclaims", NS, claim_name) is None, 10, what="claim GC")
 
 
-@pytest.mark.emulator_only(
-    "open bug on a real server: a mount re-added right after its removal can stay without its PV "
-    "until the resync (the old PV was still terminating); see docs/storage.md"
-)
 def test_mount_removed_and_added_again_comes_back(apiserver: Any, csi_driver: str, operator: Any) -> None:
     body = example("inferenceservice.yaml")
     body["spec"]["storage"] = mount_storage()

@@ -202,7 +202,9 @@ def apply_serving_children(
         if not retry.refused(exc):
             raise
         what = f"{child.get('kind', 'a storage volume')} {isvc.name}"
-        retry.backoff.schedule(key, lambda: reconcile_by_name(rt, namespace, isvc.name))
+        retry.backoff.schedule(
+            key, lambda: reconcile_by_name(rt, namespace, isvc.name), soon=retry.transient(exc)
+        )
         return f"{child.get('kind', 'Storage')}Rejected", retry.refusal_message(what, exc)
     retry.backoff.reset(key)
     return None

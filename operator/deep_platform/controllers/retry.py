@@ -43,22 +43,32 @@ def refusal_message(what: str, exc: k.ApiError) -> str:
     return f"the API server refused {what} ({exc.status} {exc.reason}): {said}; {fix} (retried automatically)"
 
 
+def transient(exc: k.ApiError) -> bool:
+    """A refusal that ends by itself within seconds (an object still being deleted): retried
+    every few seconds, not on the doubling schedule meant for quotas and webhooks."""
+    return exc.reason == "StillDeleting"
+
+
 class Backoff:
     """One pending retry per key, 5 s doubling up to 5 min; `reset` (the write went through, or
     the object is gone) drops the pending retry and starts again at 5 s."""
 
-    def __init__(self, first: float = 5.0, cap: float = 300.0) -> None:
-        self.first, self.cap = first, cap
+    def __init__(self, first: float = 5.0, cap: float = 300.0, soon: float = 2.0) -> None:
+        self.first, self.cap, self.soon = first, cap, soon
         self.guard = threading.Lock()
         self.attempts: dict[Hashable, int] = {}
         self.timers: dict[Hashable, threading.Timer] = {}
 
-    def schedule(self, key: Hashable, work: Callable[[], None]) -> float:
-        """Run `work` once after the key's next delay (unless one is already pending)."""
+    def schedule(self, key: Hashable, work: Callable[[], None], soon: bool = False) -> float:
+        """Run `work` once after the key's next delay (unless one is already pending); `soon`
+        (a `transient` refusal): after a short fixed delay, the schedule left as it was."""
         with self.guard:
             attempt = self.attempts.get(key, 0)
-            delay = min(self.cap, self.first * 2**attempt)
-            self.attempts[key] = attempt + 1
+            if soon:
+                delay = self.soon
+            else:
+                delay = min(self.cap, self.first * 2**attempt)
+                self.attempts[key] = attempt + 1
             if key not in self.timers:
                 timer = threading.Timer(delay, self._fire, (key, work))
                 timer.daemon = True

@@ -438,7 +438,9 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
                 if not retry.refused(exc):
                     raise
                 key = _key(body)
-                retry.backoff.schedule(_retry_key(key), lambda: watches.add(key, ("fresh", None)))
+                retry.backoff.schedule(
+                    _retry_key(key), lambda: watches.add(key, ("fresh", None)), soon=retry.transient(exc)
+                )
                 message = retry.refusal_message(f"the storage volumes of {tj.name}", exc)
                 if job is None:
                     return _block(status, "StorageRejected", message, generation)
