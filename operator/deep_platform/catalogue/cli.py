@@ -44,7 +44,12 @@ def cmd_web(args: argparse.Namespace) -> int:
     except Exception as exc:  # kubeconfig missing or unreadable
         print(f"error: no Kubernetes configuration found ({exc}); set KUBECONFIG", file=sys.stderr)
         return 1
-    aioweb.run_app(create_app(kube, config), port=args.port)
+    try:
+        app = create_app(kube, config)
+    except ValueError as exc:  # a sign-in setting (the chart's web.auth) is wrong
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    aioweb.run_app(app, port=args.port)
     return 0
 
 

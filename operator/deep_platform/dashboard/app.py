@@ -15,6 +15,7 @@ from aiohttp import web
 from .. import kube as k
 from ..api import InferenceService, TrainingJob
 from ..config import OperatorConfig
+from ..signin import Gate, Viewer, viewer_of
 from .view import events_by_object, inferenceservice_row, overview, trainingjob_row
 
 KUBE = web.AppKey("kube", k.Kube)
@@ -22,6 +23,9 @@ CONFIG = web.AppKey("config", OperatorConfig)
 ENV = web.AppKey("jinja", jinja2.Environment)
 TRAININGJOB = k.kind_of(TrainingJob)
 INFERENCESERVICE = k.kind_of(InferenceService)
+#: kinds that show someone's work: each listed, and its Events shown, only where the viewer may
+#: list that kind (signin: a SubjectAccessReview); a new kind is guarded by adding it here
+GUARDED_KINDS = {kind.kind: kind for kind in (TRAININGJOB, INFERENCESERVICE)}
 
 
 def _now() -> dt.datetime:
@@ -29,7 +33,8 @@ def _now() -> dt.datetime:
 
 
 def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
-    html = request.app[ENV].get_template(template).render(**context)
+    viewer = viewer_of(request)
+    html = request.app[ENV].get_template(template).render(viewer=viewer, **context)
     return web.Response(text=html, content_type="text/html", status=status)
 
 
@@ -42,20 +47,38 @@ def _namespaces(config: OperatorConfig, wanted: str | None) -> list[str | None]:
     return list(config.namespaces) or [None]
 
 
-def _list_all(kube: k.Kube, namespaces: list[str | None]) -> tuple[list[Any], list[Any], list[Any]]:
+def _visible(viewer: Viewer, kind: k.Kind, objects: list[Any]) -> list[Any]:
+    return [o for o in objects if viewer.may_list(o["metadata"].get("namespace", ""), kind.plural)]
+
+
+def _visible_events(viewer: Viewer, events: list[Any]) -> list[Any]:
+    """Events about objects of guarded kinds this viewer may list (the dashboard shows no others)."""
+    def allowed(event: dict[str, Any]) -> bool:
+        about = event.get("involvedObject") or event.get("regarding") or {}
+        kind = GUARDED_KINDS.get(about.get("kind", ""))
+        namespace = about.get("namespace") or event["metadata"].get("namespace", "")
+        return kind is not None and viewer.may_list(namespace, kind.plural)
+
+    return [e for e in events if allowed(e)]
+
+
+def _list_all(
+    kube: k.Kube, namespaces: list[str | None], viewer: Viewer
+) -> tuple[list[Any], list[Any], list[Any]]:
     jobs, services, events = [], [], []
     for namespace in namespaces:
         jobs += kube.list(TRAININGJOB, namespace)
         services += kube.list(INFERENCESERVICE, namespace)
         events += kube.list(k.EVENT, namespace)
-    return jobs, services, events
+    return (_visible(viewer, TRAININGJOB, jobs), _visible(viewer, INFERENCESERVICE, services),
+            _visible_events(viewer, events))
 
 
 async def index(request: web.Request) -> web.Response:
     kube, config = request.app[KUBE], request.app[CONFIG]
     wanted = request.query.get("namespace") or None
     namespaces = _namespaces(config, wanted)
-    jobs, services, events = await asyncio.to_thread(_list_all, kube, namespaces)
+    jobs, services, events = await asyncio.to_thread(_list_all, kube, namespaces, viewer_of(request))
     groups = overview(jobs, services, events, _now())
     return _render(request, "index.html", groups=groups, namespace=wanted, root="")
 
@@ -66,6 +89,10 @@ def _detail_handler(kind: k.Kind) -> Any:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         if config.namespaces and namespace not in config.namespaces:
             raise web.HTTPNotFound(text=f"namespace {namespace} is not watched by this platform")
+        viewer = viewer_of(request)
+        if not await asyncio.to_thread(viewer.may_list, namespace, kind.plural):
+            return _render(request, "forbidden.html", status=403, kind=kind.kind, namespace=namespace,
+                           root="../../")
 
         def read() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
             return kube.get(kind, name, namespace), kube.list(k.EVENT, namespace)
@@ -85,8 +112,9 @@ def _detail_handler(kind: k.Kind) -> Any:
     return detail
 
 
-def create_app(kube: k.Kube, config: OperatorConfig) -> web.Application:
-    app = web.Application()
+def create_app(kube: k.Kube, config: OperatorConfig, gate: Gate) -> web.Application:
+    """`gate` signs people in and tells what each may see (or, in its unsafe mode, shows all)."""
+    app = web.Application(middlewares=[gate.middleware])
     app[KUBE] = kube
     app[CONFIG] = config
     app[ENV] = jinja2.Environment(

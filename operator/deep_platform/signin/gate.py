@@ -1,0 +1,189 @@
+"""Who is looking, and what they may see: the sign-in routes (/signin, /callback, /signout) and
+the middleware that puts a Viewer on each request of the pages it guards."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from ..kube import Kube
+from .access import AccessReviewer
+from .claims import ClaimError, Identity, identity_from_claims
+from .oidc import OidcClient, SignInError, new_secret
+from .session import PENDING, PENDING_COOKIE, SESSION, SESSION_COOKIE, CookieSealer
+from .settings import NONE_UNSAFE, SignInSettings
+
+VIEWER = "deep_platform.viewer"
+#: how long a started sign-in may take at the issuer
+PENDING_SECONDS = 600
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Viewer:
+    """The person looking at a page; `identity` None: the open (unsafe) mode, everyone sees all."""
+
+    identity: Identity | None
+    reviewer: AccessReviewer | None = None
+    _answers: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+    @property
+    def username(self) -> str:
+        return self.identity.username if self.identity else ""
+
+    def may_list(self, namespace: str, resource: str) -> bool:
+        """May this person list `resource` (a plural of deep-hybrid-datacloud.eu) in `namespace`?"""
+        if self.identity is None:
+            return True
+        if self.reviewer is None:
+            return False
+        key = (namespace, resource)
+        if key not in self._answers:
+            self._answers[key] = self.reviewer.may(self.identity, "list", resource, namespace)
+        return self._answers[key]
+
+
+def viewer_of(request: web.Request) -> Viewer:
+    viewer = request.get(VIEWER)
+    if not isinstance(viewer, Viewer):  # a guarded app mounted without its gate: show nothing
+        return Viewer(Identity("", ()), None)
+    return viewer
+
+
+def _local_path(value: str | None) -> str:
+    """Where to go after signing in: a path on this site only (no open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/dashboard/"
+    return value
+
+
+def _page(status: int, title: str, text: str) -> web.Response:
+    from html import escape
+
+    body = (f"<!doctype html><html lang=en><meta charset=utf-8><title>{escape(title)}</title>"
+            f"<h1>{escape(title)}</h1><p id=message>{escape(text)}</p>"
+            "<p><a href=/catalogue/>Catalogue</a> · <a href=/dashboard/>Dashboard</a></p>")
+    return web.Response(status=status, text=body, content_type="text/html")
+
+
+class Gate:
+    def __init__(self, kube: Kube, settings: SignInSettings) -> None:
+        self.settings = settings
+        self.open = settings.mode == NONE_UNSAFE
+        self.reviewer = AccessReviewer(kube, settings.access_cache_seconds)
+        self.oidc = OidcClient(settings)
+        self.sealer = CookieSealer(settings.cookie_key)
+        if self.open:
+            log.warning("web.auth.mode is none-unsafe: the dashboard shows every namespace's work to "
+                        "anyone who reaches it; use this on a private network only")
+        elif not settings.issuer:
+            log.warning("sign-in is not configured (web.auth.oidc.issuer is empty): the dashboard "
+                        "answers 503; the catalogue stays public")
+
+    # the routes, on the root application
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/signin", self.signin)
+        app.router.add_get("/callback", self.callback)
+        app.router.add_get("/signout", self.signout)
+        app.router.add_post("/signout", self.signout)
+
+    def _base_url(self, request: web.Request) -> str:
+        return self.settings.public_url or f"{request.scheme}://{request.host}"
+
+    def _secure(self, request: web.Request) -> bool:
+        return self._base_url(request).startswith("https://")
+
+    def _set_cookie(self, request: web.Request, response: web.StreamResponse, name: str, value: str,
+                    max_age: int) -> None:
+        response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="Lax",
+                            secure=self._secure(request))
+
+    async def signin(self, request: web.Request) -> web.StreamResponse:
+        if self.open or not self.settings.issuer:
+            raise web.HTTPFound(_local_path(request.query.get("next")))
+        state, nonce, verifier = new_secret(), new_secret(), new_secret()
+        redirect_uri = f"{self._base_url(request)}/callback"
+        try:
+            url = await self.oidc.authorization_url(redirect_uri, state, nonce, verifier)
+        except SignInError as exc:
+            return _page(502, "Sign-in unavailable", str(exc))
+        pending = {"state": state, "nonce": nonce, "verifier": verifier,
+                   "next": _local_path(request.query.get("next"))}
+        redirect = web.HTTPFound(url)
+        sealed = self.sealer.seal(PENDING, pending, PENDING_SECONDS)
+        self._set_cookie(request, redirect, PENDING_COOKIE, sealed, PENDING_SECONDS)
+        raise redirect
+
+    async def callback(self, request: web.Request) -> web.StreamResponse:
+        if self.open or not self.settings.issuer:
+            raise web.HTTPNotFound()
+        pending = self.sealer.open(PENDING, request.cookies.get(PENDING_COOKIE))
+        if pending is None:
+            return _page(400, "Sign-in expired", "This sign-in was not started here or took too long; "
+                         "open the dashboard again to sign in.")
+        if "error" in request.query:
+            return _page(403, "Sign-in refused", f"The sign-in service answered: {request.query['error']}")
+        if request.query.get("state") != pending["state"] or not request.query.get("code"):
+            return _page(400, "Sign-in refused", "The answer does not belong to this sign-in (state "
+                         "differs); open the dashboard again to sign in.")
+        redirect_uri = f"{self._base_url(request)}/callback"
+        try:
+            tokens = await self.oidc.exchange(request.query["code"], redirect_uri, pending["verifier"])
+            claims = await self.oidc.verify_id_token(tokens["id_token"], pending["nonce"])
+            identity = identity_from_claims(claims, self.settings)
+        except (SignInError, ClaimError) as exc:
+            log.info("sign-in refused: %s", exc)
+            return _page(403, "Sign-in refused", str(exc))
+        log.info("signed in: %s", identity.username)
+        redirect = web.HTTPFound(pending["next"])
+        session = {"sub": identity.username, "groups": list(identity.groups)}
+        self._set_cookie(request, redirect, SESSION_COOKIE,
+                         self.sealer.seal(SESSION, session, self.settings.session_seconds),
+                         self.settings.session_seconds)
+        redirect.del_cookie(PENDING_COOKIE, path="/")
+        raise redirect
+
+    async def signout(self, request: web.Request) -> web.StreamResponse:
+        response = _page(200, "Signed out", "You are signed out of the DEEP dashboard.")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # the guard, on the applications it protects
+
+    def viewer(self, request: web.Request) -> Viewer | None:
+        """The signed-in person of this request, or None."""
+        if self.open:
+            return Viewer(None)
+        session = self.sealer.open(SESSION, request.cookies.get(SESSION_COOKIE))
+        if session is None or not isinstance(session.get("sub"), str):
+            return None
+        return Viewer(Identity(session["sub"], tuple(session.get("groups") or ())), self.reviewer)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not self.open and not self.settings.issuer:
+            return _page(503, "Sign-in not configured",
+                         "The dashboard shows people's work and needs sign-in: the site sets "
+                         "web.auth.oidc (issuer, clientId, cookieSecret), or web.auth.mode none-unsafe "
+                         "on a private network.")
+        viewer = self.viewer(request)
+        if viewer is None:
+            if request.method not in ("GET", "HEAD"):
+                raise web.HTTPUnauthorized(text="sign in first\n")
+            raise web.HTTPFound(f"{self.settings.public_url}/signin?{_next(request)}")
+        request[VIEWER] = viewer
+        return await handler(request)
+
+
+def _next(request: web.Request) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({"next": str(request.rel_url)})
+
+

@@ -1,0 +1,123 @@
+"""The relying party's side of OpenID Connect: discovery, the authorization request with PKCE
+(S256), the code exchange, and the ID token checked with PyJWT against the issuer's JWKS."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import time
+import urllib.parse
+from typing import Any
+
+import aiohttp
+import jwt
+
+from .settings import SignInSettings
+
+#: signatures accepted on ID tokens: asymmetric only (an HMAC one would need the client secret
+#: as key, and `none` is never accepted)
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+                         "EdDSA")
+#: how long discovery answers are reused
+METADATA_SECONDS = 3600.0
+#: clock skew tolerated between the issuer and this app
+LEEWAY_SECONDS = 30
+
+
+class SignInError(Exception):
+    """The sign-in failed; the message is safe to show to the person signing in."""
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def pkce_challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+class OidcClient:
+    def __init__(self, settings: SignInSettings) -> None:
+        self.settings = settings
+        self._metadata: dict[str, Any] | None = None
+        self._metadata_until = 0.0
+        self._jwks: jwt.PyJWKClient | None = None
+        self._timeout = aiohttp.ClientTimeout(total=10)
+
+    async def metadata(self) -> dict[str, Any]:
+        if self._metadata is None or time.monotonic() > self._metadata_until:
+            url = f"{self.settings.issuer}/.well-known/openid-configuration"
+            try:
+                async with aiohttp.ClientSession(timeout=self._timeout) as client, client.get(url) as answer:
+                    answer.raise_for_status()
+                    metadata = await answer.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                raise SignInError(f"the sign-in service at {self.settings.issuer} is unreachable "
+                                  f"({type(exc).__name__}); try again later") from None
+            if metadata.get("issuer") != self.settings.issuer:
+                raise SignInError(f"the issuer's discovery document names {metadata.get('issuer')!r}, not "
+                                  f"{self.settings.issuer!r} (web.auth.oidc.issuer must match exactly)")
+            self._metadata, self._metadata_until = metadata, time.monotonic() + METADATA_SECONDS
+            # cache_keys: a token with an unknown kid makes PyJWKClient fetch the set again (rotation)
+            self._jwks = jwt.PyJWKClient(metadata["jwks_uri"], cache_keys=True, lifespan=300, timeout=10)
+        return self._metadata
+
+    async def authorization_url(self, redirect_uri: str, state: str, nonce: str, verifier: str) -> str:
+        metadata = await self.metadata()
+        query = {
+            "response_type": "code",
+            "client_id": self.settings.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": " ".join(self.settings.scopes),
+            "state": state,
+            "nonce": nonce,
+            "code_challenge": pkce_challenge(verifier),
+            "code_challenge_method": "S256",
+        }
+        return f"{metadata['authorization_endpoint']}?{urllib.parse.urlencode(query)}"
+
+    async def exchange(self, code: str, redirect_uri: str, verifier: str) -> dict[str, Any]:
+        """The token endpoint's answer for an authorization code."""
+        metadata = await self.metadata()
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+                "code_verifier": verifier, "client_id": self.settings.client_id}
+        auth = None
+        if self.settings.client_secret:
+            auth = aiohttp.BasicAuth(urllib.parse.quote(self.settings.client_id, safe=""),
+                                     urllib.parse.quote(self.settings.client_secret, safe=""))
+        try:
+            async with aiohttp.ClientSession(timeout=self._timeout) as session, session.post(
+                metadata["token_endpoint"], data=form, auth=auth
+            ) as answer:
+                body = await answer.json(content_type=None)
+                status = answer.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise SignInError(f"the sign-in service's token endpoint failed ({type(exc).__name__})") from None
+        if status != 200 or not isinstance(body, dict) or "id_token" not in body:
+            error = body.get("error", status) if isinstance(body, dict) else status
+            raise SignInError(f"the sign-in service refused the code ({error}); sign in again")
+        return body
+
+    async def verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
+        metadata = await self.metadata()
+        assert self._jwks is not None
+        offered = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
+        algorithms = [a for a in offered if a in ASYMMETRIC_ALGORITHMS]
+        try:
+            key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, id_token)
+            claims = jwt.decode(
+                id_token, key.key, algorithms=algorithms, audience=self.settings.client_id,
+                issuer=self.settings.issuer, leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
+            raise SignInError(f"the ID token was refused: {exc}") from None
+        if not nonce or claims.get("nonce") != nonce:
+            raise SignInError("the ID token's nonce does not match this sign-in; sign in again")
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if len(audiences) > 1 and claims.get("azp") != self.settings.client_id:
+            raise SignInError("the ID token was issued to another client (azp)")
+        return dict(claims)
