@@ -73,6 +73,14 @@ class OperatorConfig:
     )
     #: RuntimeClass that exposes GPUs to containers on this site (`nvidia`); empty: the default
     gpu_runtime_class: str = field(default_factory=lambda: os.environ.get("DEEP_GPU_RUNTIME_CLASS", ""))
+    #: image of DevEnvironments that name neither a Module nor an image (JupyterLab and VS Code)
+    dev_image: str = field(
+        default_factory=lambda: os.environ.get("DEEP_DEV_IMAGE", "ai4oshub/ai4os-dev-env:latest")
+    )
+    #: seconds between two uploads of a DevEnvironment's writable storage folders
+    dev_upload_seconds: int = field(
+        default_factory=lambda: int(os.environ.get("DEEP_DEV_UPLOAD_SECONDS", "600"))
+    )
 
 
 @functools.cache

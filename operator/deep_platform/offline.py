@@ -12,9 +12,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .api import API_VERSION, InferenceService, Module, TrainingJob
+from .api import API_VERSION, DevEnvironment, InferenceService, Module, TrainingJob
 from .api.base import CustomObject
 from .api.common import DNS_SUBDOMAIN_PATTERN
+from .builders.devenvironment import build_all as build_devenv
 from .builders.inferenceservice import build_all as build_serving
 from .builders.module import build_catalogue_entry
 from .builders.trainingjob import build_job
@@ -22,7 +23,7 @@ from .config import OperatorConfig
 from .errors import describe_validation_error
 
 MODELS: dict[str, type[CustomObject[Any, Any]]] = {
-    m.crd.kind: m for m in (Module, TrainingJob, InferenceService)
+    m.crd.kind: m for m in (Module, TrainingJob, InferenceService, DevEnvironment)
 }
 
 
@@ -146,7 +147,7 @@ def render(paths: Iterable[str | Path], config: OperatorConfig | None = None) ->
         kind = doc.body.get("kind")
         if kind == "Module":
             out.append(build_catalogue_entry(Module.from_body(doc.body), config.platform_namespace))
-        elif kind in ("TrainingJob", "InferenceService"):
+        elif kind in ("TrainingJob", "InferenceService", "DevEnvironment"):
             body = dict(doc.body)
             body["metadata"] = {"namespace": "default", **(body.get("metadata") or {})}
             obj = MODELS[kind].from_body(body)
@@ -158,6 +159,10 @@ def render(paths: Iterable[str | Path], config: OperatorConfig | None = None) ->
                 )
             if isinstance(obj, TrainingJob):
                 out.append(build_job(obj, module))
+            elif isinstance(obj, DevEnvironment):
+                # not the IDE-token Secret: only the operator makes its token (a placeholder
+                # applied by hand would become the token)
+                out += build_devenv(obj, module, config)
             else:
                 out += build_serving(obj, module)  # type: ignore[arg-type]
     for child in out:

@@ -27,12 +27,13 @@ def test_committed_crd_matches_the_models(kind: Any) -> None:
     )
 
 
-def test_crds_command_prints_all_three() -> None:
+def test_crds_command_prints_all_four() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "deep_platform", "crds"], capture_output=True, text=True, check=True
     ).stdout
     docs = [d for d in yaml.safe_load_all(out) if d]
-    assert [d["spec"]["names"]["kind"] for d in docs] == ["Module", "TrainingJob", "InferenceService"]
+    assert [d["spec"]["names"]["kind"] for d in docs] == [
+        "Module", "TrainingJob", "InferenceService", "DevEnvironment"]
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)

@@ -31,9 +31,9 @@ def test_every_example_is_valid(path: Path) -> None:
     assert validate([path]) == []
 
 
-def test_examples_cover_the_three_kinds() -> None:
+def test_examples_cover_the_four_kinds() -> None:
     kinds = {doc["kind"] for p in EXAMPLES.glob("*.yaml") for doc in yaml.safe_load_all(p.read_text())}
-    assert {"Module", "TrainingJob", "InferenceService"} <= kinds
+    assert {"Module", "TrainingJob", "InferenceService", "DevEnvironment"} <= kinds
 
 
 @pytest.mark.parametrize(

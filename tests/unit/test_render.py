@@ -63,7 +63,8 @@ def test_one_document_per_object_and_nothing_else_changed() -> None:
 
 def test_apply_order_kind_by_kind_files_in_order_within_a_kind(tmp_path: Path) -> None:
     docs = list(yaml.safe_load_all(render_command("-f", str(EXAMPLES))))
-    assert [d["kind"] for d in docs] == ["ConfigMap", "Service", "Deployment", "Job"]
+    assert [d["kind"] for d in docs] == [
+        "ConfigMap", "PersistentVolumeClaim", "Service", "Service", "Deployment", "Deployment", "Job"]
     # two TrainingJobs, the second file first on the command line: their Jobs keep that order
     body = yaml.safe_load((EXAMPLES / "trainingjob.yaml").read_text(encoding="utf-8"))
     for name in ("b-first", "a-second"):

@@ -14,11 +14,12 @@ import yaml
 
 from .base import CustomObject
 from .common import GROUP, VERSION
+from .devenvironment import DevEnvironment
 from .inferenceservice import InferenceService
 from .module import Module
 from .trainingjob import TrainingJob
 
-KINDS: tuple[type[CustomObject[Any, Any]], ...] = (Module, TrainingJob, InferenceService)
+KINDS: tuple[type[CustomObject[Any, Any]], ...] = (Module, TrainingJob, InferenceService, DevEnvironment)
 CATEGORY = "deep"
 _DROPPED_KEYS = {"title", "$defs"}
 

@@ -4,7 +4,7 @@ Importing this package registers every handler with kopf's default registry.
 """
 
 from ..builders.pod import LABEL_KIND
-from . import inferenceservice, module, trainingjob
+from . import devenvironment, inferenceservice, module, trainingjob
 
 #: server-side label selectors of kopf's child watches, by kopf resource selector (group,
 #: version, plural): the handlers' `labels=` filters only apply after an event has crossed the
@@ -14,4 +14,4 @@ CHILD_SELECTORS: dict[tuple[str, str] | tuple[str, str, str], str] = {
     ("v1", "pods"): f"{LABEL_KIND}={inferenceservice.CHILD_LABELS[LABEL_KIND]}",
 }
 
-__all__ = ["CHILD_SELECTORS", "inferenceservice", "module", "trainingjob"]
+__all__ = ["CHILD_SELECTORS", "devenvironment", "inferenceservice", "module", "trainingjob"]
