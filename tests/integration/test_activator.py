@@ -277,7 +277,7 @@ async def test_unknown_service_is_a_json_404(apiserver: Any) -> None:
 
 
 @pytest.mark.emulator_only(PLAYS_THE_CLUSTER)
-async def test_crash_looping_model_gets_502_with_reason_not_a_hang(apiserver: Any, operator: Any) -> None:
+async def test_crash_looping_model_gets_503_with_reason_not_a_hang(apiserver: Any, operator: Any) -> None:
     body = inference_service()
     body["spec"]["env"] = [{"name": "DEEPAAS_V2_MODEL", "value": "bogus"}]
     operator.kube.create(body)
@@ -289,8 +289,9 @@ async def test_crash_looping_model_gets_502_with_reason_not_a_hang(apiserver: An
             started = time.monotonic()
             async with session.get(f"{running.url}/{NS}/{NAME}/v2/models/") as response:
                 answer = await response.json()
-            assert response.status == 502, answer
-            assert answer["error"] == "CrashLoopBackOff"
+            assert response.status == 503, answer
+            assert answer["reason"] == "CrashLoopBackOff"
+            assert "Retry-After" not in response.headers  # waiting does not mend a crashing model
             assert "bogus" in answer["message"]  # deepaas's own words, from the pod's status
             assert time.monotonic() - started < 25
             ready = condition(apiserver, "Ready")

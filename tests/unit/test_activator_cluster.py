@@ -64,8 +64,25 @@ def test_failure_from_ready_condition() -> None:
     }
     failure = failure_of(body)
     assert failure is not None
-    assert (failure.code, failure.reason) == (502, "CrashLoopBackOff")
-    body["status"]["conditions"][0]["reason"] = "Unschedulable"
-    assert failure_of(body).code == 503  # type: ignore[union-attr]
-    body["status"]["conditions"][0]["reason"] = "Starting"
-    assert failure_of(body) is None
+    assert (failure.code, failure.reason, failure.retry) == (503, "CrashLoopBackOff", False)
+    assert failure.message == "container deepaas CrashLoopBackOff"
+    # every reason a model cannot start from: 503 at once; Retry-After only where waiting helps
+    expected = {
+        "Unschedulable": True,
+        "ImagePullBackOff": False,
+        "ModuleNotFound": False,
+        "ModuleNotServable": False,
+        "InvalidSpec": False,
+        "StorageUnavailable": False,
+        "SecretNotFound": False,
+        "ServerUnreachable": True,
+        "DeploymentRejected": True,
+        "ServiceRejected": True,
+    }
+    for reason, retry in expected.items():
+        body["status"]["conditions"][0]["reason"] = reason
+        found = failure_of(body)
+        assert found is not None and (found.code, found.retry) == (503, retry), reason
+    for on_its_way in ("Starting", "Prewarming", "ScaledToZero"):
+        body["status"]["conditions"][0]["reason"] = on_its_way
+        assert failure_of(body) is None

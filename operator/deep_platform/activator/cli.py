@@ -64,7 +64,45 @@ def add_commands(subparsers: Any) -> None:
         help="processes sharing the proxy port with SO_REUSEPORT, one per core to use (default 1); "
         "worker i serves its own /metrics on metrics-port + i and holds its own Lease",
     )
+    parser.add_argument(
+        "--max-body-size",
+        type=int,
+        default=int(os.environ.get("DEEP_MAX_BODY_SIZE", str(100 * 1024 * 1024))),
+        help="largest request body in bytes; bigger ones get 413 (default 100 MiB)",
+    )
+    auth = parser.add_argument_group("auth", "the site's default for services without spec.auth")
+    auth.add_argument(
+        "--auth-required",
+        default=_flag(os.environ.get("DEEP_AUTH_REQUIRED", "true")),
+        type=_flag,
+        help="services need a token unless their spec.auth says public: true (default true)",
+    )
+    auth.add_argument("--oidc-issuer", default=os.environ.get("DEEP_OIDC_ISSUER") or None,
+                      help="the site's OpenID Connect issuer URL")
+    auth.add_argument("--oidc-audience", default=os.environ.get("DEEP_OIDC_AUDIENCE") or None,
+                      help="the audience (aud) tokens of the site's issuer must carry")
+    auth.add_argument("--groups-claim", default=os.environ.get("DEEP_OIDC_GROUPS_CLAIM", "groups"),
+                      help="the claim listing a user's groups (default groups)")
+    auth.add_argument("--username-claim", default=os.environ.get("DEEP_OIDC_USERNAME_CLAIM", "sub"),
+                      help="the claim naming the user in messages (default sub)")
+    auth.add_argument(
+        "--secret-tokens",
+        default=_flag(os.environ.get("DEEP_SECRET_TOKENS", "true")),
+        type=_flag,
+        help="accept spec.auth.tokenSecret (the activator then reads those Secrets; default true)",
+    )
     parser.set_defaults(func=cmd_activator)
+
+
+def _flag(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; write true or false")
 
 
 def cmd_activator(args: argparse.Namespace) -> int:
@@ -111,6 +149,7 @@ def run_worker(args: argparse.Namespace, index: int | None) -> int:
     """One activator process; `index` is its worker number when there are several."""
     import prometheus_client
 
+    from ..auth import SiteAuth
     from ..kube import Kube, load_configuration
     from .cluster import Cluster
     from .proxy import Activator, Settings, default_identity, run_loop
@@ -125,6 +164,15 @@ def run_worker(args: argparse.Namespace, index: int | None) -> int:
         cold_start_timeout=args.cold_start_timeout,
         queue_limit=args.queue_limit,
         tick=args.tick,
+        max_body_size=args.max_body_size,
+        auth=SiteAuth(
+            required=args.auth_required,
+            issuer=args.oidc_issuer,
+            audience=args.oidc_audience,
+            groups_claim=args.groups_claim,
+            username_claim=args.username_claim,
+            secret_tokens=args.secret_tokens,
+        ),
     )
     identity = default_identity() if index is None else f"{default_identity()}-w{index}"
     metrics_port = args.metrics_port + (index or 0)

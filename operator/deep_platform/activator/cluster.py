@@ -20,7 +20,7 @@ from typing import Any
 from ..api import InferenceService
 from ..builders import pod as podparts
 from ..builders.inferenceservice import VERSION_ANNOTATION, service_name
-from ..kube import DEPLOYMENT, ENDPOINTSLICE, LEASE, ApiError, Kube, kind_of
+from ..kube import DEPLOYMENT, ENDPOINTSLICE, LEASE, SECRET, ApiError, Kube, kind_of
 
 ISVC = kind_of(InferenceService)
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -83,6 +83,8 @@ class Failure:
     code: int
     reason: str
     message: str
+    #: whether a later retry may work unchanged (Retry-After in the answer)
+    retry: bool = False
 
 
 def ready_endpoints(slices: list[dict[str, Any]]) -> int:
@@ -96,14 +98,16 @@ def ready_endpoints(slices: list[dict[str, Any]]) -> int:
 
 
 def failure_of(isvc: dict[str, Any]) -> Failure | None:
-    """The controller's verdict that waiting will not help (Ready=False, a failure reason)."""
-    from ..controllers.inferenceservice import FAILURE_REASONS
+    """The controller's verdict that waiting will not help (Ready=False, a reason the model cannot
+    start from): 503 with the status's reason and message, Retry-After where a retry may work."""
+    from ..controllers.inferenceservice import not_starting
 
     for cond in (isvc.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready" and cond.get("status") == "False":
             reason = cond.get("reason") or ""
-            if reason in FAILURE_REASONS:
-                return Failure(FAILURE_REASONS[reason], reason, cond.get("message") or reason)
+            retry = not_starting(reason)
+            if retry is not None:
+                return Failure(503, reason, cond.get("message") or reason, retry=retry)
     return None
 
 
@@ -131,6 +135,10 @@ class Cluster:
 
     def inference_services(self) -> list[dict[str, Any]]:
         return [item for ns in self.namespaces for item in self.kube.list(ISVC, ns)]
+
+    def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One Secret named by a service's spec.auth.tokenSecret (get only: no list, no watch)."""
+        return self.kube.get(SECRET, name, namespace)
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.kube.get(DEPLOYMENT, name, namespace)

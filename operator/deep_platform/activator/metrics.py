@@ -36,3 +36,8 @@ SCALE_EVENTS = Counter(
     "Replica changes the activator made, per service and direction (up, down, wake).",
     ["namespace", "name", "direction"],
 )
+AUTH_REFUSALS = Counter(
+    "deep_activator_auth_refusals_total",
+    "Requests refused before reaching a service (no token, bad token, not allowed), per reason.",
+    ["namespace", "name", "reason"],
+)

@@ -1,7 +1,8 @@
 """The activator: a reverse proxy in front of every InferenceService that wakes them from zero.
 
-`/<namespace>/<name>/<path>` goes to `<path>` of the service's DEEPaaS API. A request for a
-service with no ready endpoint is held (a bounded queue per service) while one shared wake-up
+`/<namespace>/<name>/<path>` goes to `<path>` of the service's DEEPaaS API, only for a service
+that exists (routes.py) and only once its token passed the service's policy (gate.py). A request
+for a service with no ready endpoint is held (a bounded queue per service) while one shared wake-up
 scales the Deployment to one replica and polls its EndpointSlices; then every held request is
 forwarded. Bodies stream both ways in chunks. Scaling beyond the wake-up, and back down, is the
 scaler's job (scaler.py), done by one activator replica at a time.
@@ -22,14 +23,17 @@ from typing import Any, TypeVar
 from aiohttp import web
 from multidict import CIMultiDict
 
-from . import metrics
+from ..auth import Refusal, SiteAuth
+from . import metrics, prefix
 from .cluster import Cluster, Failure, utcnow
+from .gate import Gate, count_refusal, refusal_headers
+from .routes import Routes, Target
 from .upstream import CHUNK, Pool, UpstreamProtocolError, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: (namespace, name) -> base URL of the service's DEEPaaS API, without a trailing slash
+#: (namespace, Service name) -> base URL of the service's DEEPaaS API, without a trailing slash
 Resolver = Callable[[str, str], str]
 #: hop-by-hop headers (RFC 9110 7.6.1) and Host, which the upstream client sets itself
 HOP_HEADERS = frozenset(
@@ -48,6 +52,8 @@ HOP_HEADERS = frozenset(
 )
 #: framing is redone on each hop; Expect: 100-continue is answered by our own server side
 REQUEST_DROPPED = HOP_HEADERS | {"content-length", "expect"}
+#: a checked token stays with the activator unless the service asks for it (forwardAuthorization)
+CREDENTIAL_HEADERS = frozenset({"authorization"})
 RESPONSE_DROPPED = HOP_HEADERS | {"content-length"}
 
 
@@ -78,6 +84,15 @@ class Settings:
     #: longest stabilisation window before scaling down (capped by scaleToZeroAfter)
     stabilization: float = 30.0
     retry_after: int = 5
+    #: largest request body forwarded (bytes); bigger ones get 413 before reaching the model
+    max_body_size: int = 100 * 1024 * 1024
+    #: the site's default for services without spec.auth. Open here, for embedding and tests;
+    #: `deep-platform activator` and the chart default to required (activator/cli.py)
+    auth: SiteAuth = field(default_factory=lambda: SiteAuth(required=False))
+
+
+class BodyTooLarge(Exception):
+    """A request body without Content-Length grew past the limit while being forwarded."""
 
 
 @dataclass
@@ -124,6 +139,8 @@ class Activator:
         self.services: dict[str, ServiceState] = {}
         self.pool: Pool | None = None
         self.is_leader = False
+        self.routes = Routes(settings.auth)
+        self.gate = Gate(cluster, settings.auth)
 
     # --- app -----------------------------------------------------------------------------------
 
@@ -139,6 +156,8 @@ class Activator:
     async def _startup(self, _app: web.Application) -> None:
         # no read timeout: predictions on big inputs may take minutes; connects time out (10 s)
         self.pool = Pool()
+        self.routes.start(self.cluster.kube, self.cluster.namespaces)
+        await asyncio.to_thread(self.routes.wait_listed)
 
     async def _cleanup(self, _app: web.Application) -> None:
         for state in self.services.values():
@@ -146,6 +165,7 @@ class Activator:
                 state.wake.cancel()
         if self.pool is not None:
             self.pool.close()
+        await asyncio.to_thread(self.routes.stop)
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "leader": self.is_leader})
@@ -155,6 +175,13 @@ class Activator:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         namespace = request.match_info["namespace"]
         name = request.match_info["name"]
+        target = self.routes.get(namespace, name)
+        if target is None:  # nothing of that name: no state, no API call, no connection
+            metrics.REQUESTS.labels("", "", "404").inc()
+            return self._error(404, "NotFound", f"no InferenceService {name!r} in namespace {namespace!r}")
+        refused = await self._admit(request, target)
+        if refused is not None:
+            return refused
         started = time.perf_counter()
         key = f"{namespace}/{name}"
         state = self.services.get(key)
@@ -163,7 +190,7 @@ class Activator:
         state.pending_request = time.time()
         code = 500
         try:
-            response = await self._serve(request, state)
+            response = await self._serve(request, state, target)
             code = response.status
             return response
         except asyncio.CancelledError:
@@ -177,7 +204,31 @@ class Activator:
                 state.count(code)
                 state.latency.observe(time.perf_counter() - started)
 
-    async def _serve(self, request: web.Request, state: ServiceState) -> web.StreamResponse:
+    async def _admit(self, request: web.Request, target: Target) -> web.Response | None:
+        """None when the request may go on; else the refusal (before any wake-up or queueing)."""
+        try:
+            await self.gate.check(request.headers.get("Authorization"), target)
+        except Refusal as refusal:
+            count_refusal(target, refusal)
+            metrics.REQUESTS.labels(target.namespace, target.name, str(refusal.status)).inc()
+            return web.json_response(
+                {"reason": refusal.reason, "message": refusal.message, "code": refusal.status},
+                status=refusal.status,
+                headers=refusal_headers(refusal),
+            )
+        length = request.content_length
+        if length is not None and length > self.settings.max_body_size:
+            return self._error(413, "RequestTooLarge", self._too_large(length))
+        return None
+
+    def _too_large(self, length: int | None) -> str:
+        size = f"{length} bytes" if length is not None else "the request body"
+        return (
+            f"{size} exceeds the activator's limit of {self.settings.max_body_size} bytes "
+            "(--max-body-size, chart activator.maxBodySize)"
+        )
+
+    async def _serve(self, request: web.Request, state: ServiceState, target: Target) -> web.StreamResponse:
         for attempt in range(2):
             if not state.ready:
                 refusal = await self._hold(state)
@@ -185,7 +236,9 @@ class Activator:
                     return refusal
             body_started: list[bool] = []
             try:
-                return await self._forward(request, state, body_started)
+                return await self._forward(request, state, target, body_started)
+            except BodyTooLarge:
+                return self._error(413, "RequestTooLarge", self._too_large(None))
             except UpstreamUnreachable as exc:
                 # nothing listens (scaled to zero by another replica since): wake it, once
                 state.ready = False
@@ -225,7 +278,7 @@ class Activator:
             gauge.dec()
         if failure is None:
             return None
-        return self._error(failure.code, failure.reason, failure.message, retry=failure.code == 503)
+        return self._error(failure.code, failure.reason, failure.message, retry=failure.retry)
 
     async def _wake(self, state: ServiceState) -> Failure | None:
         """Scale from zero if needed and wait for a ready endpoint, or for the reason there is none."""
@@ -262,15 +315,16 @@ class Activator:
                 return failure
 
     async def _forward(
-        self, request: web.Request, state: ServiceState, body_started: list[bool]
+        self, request: web.Request, state: ServiceState, route: Target, body_started: list[bool]
     ) -> web.StreamResponse:
         assert self.pool is not None
         tail = request.match_info.get("tail", "")
         target = f"/{tail}?{request.query_string}" if request.query_string else f"/{tail}"
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROPPED]
+        dropped = REQUEST_DROPPED if route.forward_authorization else REQUEST_DROPPED | CREDENTIAL_HEADERS
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in dropped]
         headers.append(("X-Forwarded-Host", request.host))
         headers.append(("X-Forwarded-Proto", request.scheme))
-        headers.append(("X-Forwarded-Prefix", f"/{state.namespace}/{state.name}"))
+        headers.append(("X-Forwarded-Prefix", route.prefix))
         if request.remote:
             headers.append(("X-Forwarded-For", request.remote))
         length = request.content_length
@@ -280,10 +334,15 @@ class Activator:
         elif length is not None and length <= CHUNK:
             body = await request.read()  # small: in the same send as the head (and replayable)
         else:
+            limit = self.settings.max_body_size
 
             async def chunks() -> AsyncIterator[bytes]:
+                sent = 0
                 async for chunk in request.content.iter_chunked(CHUNK):
                     body_started.append(True)
+                    sent += len(chunk)
+                    if sent > limit:  # no Content-Length was given: cut the upload here
+                        raise BodyTooLarge()
                     yield chunk
 
             body = chunks()
@@ -293,10 +352,20 @@ class Activator:
         gauge.inc()
         upstream = None
         try:
-            upstream = await self.pool.request(
-                request.method, self.resolver(state.namespace, state.name), target, headers, body, length
-            )
+            base = self.resolver(route.namespace, route.service)
+            upstream = await self.pool.request(request.method, base, target, headers, body, length)
             out = CIMultiDict((k, v) for k, v in upstream.headers if k.lower() not in RESPONSE_DROPPED)
+            if "Location" in out:
+                origin = self.pool.origin(base)
+                hosts = frozenset({f"{origin[0]}:{origin[1]}", origin[0]})
+                out["Location"] = prefix.location(out["Location"], route.prefix, hosts)
+            if prefix.wants_body(tail, out.get("Content-Type", ""), out.get("Content-Encoding")) and (
+                upstream.length is None or upstream.length <= prefix.MAX_REWRITE
+            ):
+                data = await upstream.read()
+                if len(data) <= prefix.MAX_REWRITE:
+                    data = prefix.body(data, tail, out.get("Content-Type", ""), route.prefix)
+                return web.Response(status=upstream.status, reason=upstream.reason, headers=out, body=data)
             if upstream.length is not None and upstream.length <= CHUNK:
                 # small answer: one send to the client, as web.Response sets Content-Length
                 if upstream.status in (204, 304) or request.method == "HEAD":
@@ -325,9 +394,9 @@ class Activator:
 
     def _error(self, code: int, reason: str, message: str, retry: bool = False) -> web.Response:
         headers = {"Retry-After": str(self.settings.retry_after)} if retry else None
-        return web.json_response(
-            {"error": reason, "message": message, "code": code}, status=code, headers=headers
-        )
+        # "error" as before, "reason" as in the status conditions and the auth refusals
+        body = {"reason": reason, "error": reason, "message": message, "code": code}
+        return web.json_response(body, status=code, headers=headers)
 
     # --- for the scaler ------------------------------------------------------------------------
 

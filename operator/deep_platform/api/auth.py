@@ -62,6 +62,13 @@ class ServiceAuth(ApiModel):
     )
     oidc: OidcAuth | None = Field(None, description="Accept OpenID Connect tokens.")
     token_secret: TokenSecret | None = Field(None, description="Accept the bearer tokens of a Secret.")
+    forward_authorization: bool = Field(
+        False,
+        description=(
+            "Pass the caller's Authorization header on to the service; by default the activator "
+            "removes it once checked, so a model never sees (or logs) users' tokens."
+        ),
+    )
 
     @model_validator(mode="after")
     def _public_or_methods(self) -> ServiceAuth:

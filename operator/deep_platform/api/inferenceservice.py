@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from .auth import ServiceAuth
 from .base import MODULE_OR_IMAGE, CrdInfo, CustomObject, SpecRule, Status, condition_column
 from .common import (
     DNS_SUBDOMAIN_PATTERN,
@@ -91,6 +92,13 @@ class InferenceServiceSpec(ApiModel):
     )
     tolerations: list[Toleration] = Field(
         default_factory=list, description="Taints the serving pods tolerate."
+    )
+    auth: ServiceAuth | None = Field(
+        None,
+        description=(
+            "Who may call the service through the activator; without it the site's default "
+            "applies (chart activator.auth: a token from the site's issuer, unless public)."
+        ),
     )
 
 

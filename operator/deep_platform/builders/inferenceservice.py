@@ -34,8 +34,13 @@ def serving_resources(isvc: InferenceService, module: Module | None) -> Resource
     return pod.workload_resources(isvc, module, "inference")
 
 
+def service_name_for(name: str) -> str:
+    """The Service of the InferenceService `name` (the activator routes to it and nothing else)."""
+    return name
+
+
 def service_name(isvc: InferenceService) -> str:
-    return isvc.name
+    return service_name_for(isvc.name)
 
 
 def build_deployment(

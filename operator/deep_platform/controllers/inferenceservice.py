@@ -31,18 +31,18 @@ KIND = kind_of(InferenceService)
 MODULE_KIND = kind_of(Module)
 CHILD_LABELS = {podparts.LABEL_KIND: "inferenceservice"}
 
-#: container states that mean the model will not become ready by waiting (reason -> HTTP code
-#: the activator answers with: 502 for a broken model, 503 when the cluster lacks room)
-FAILURE_REASONS: dict[str, int] = {
-    "CrashLoopBackOff": 502,
-    "ImagePullBackOff": 502,
-    "ErrImagePull": 502,
-    "InvalidImageName": 502,
-    "CreateContainerConfigError": 502,
-    "CreateContainerError": 502,
-    "RunContainerError": 502,
-    "OOMKilled": 502,
-    "Unschedulable": 503,
+#: container states that mean the model will not become ready by waiting (reason -> whether a
+#: later retry may work with nobody changing anything: the activator's Retry-After)
+FAILURE_REASONS: dict[str, bool] = {
+    "CrashLoopBackOff": False,
+    "ImagePullBackOff": False,
+    "ErrImagePull": False,
+    "InvalidImageName": False,
+    "CreateContainerConfigError": False,
+    "CreateContainerError": False,
+    "RunContainerError": False,
+    "OOMKilled": False,
+    "Unschedulable": True,  # the cluster may have room later (autoscaler, other work ending)
 }
 #: StorageReady / Ready reasons that need the user (storage_check.py): Events of type Warning
 STORAGE_FAILURE_REASONS = frozenset(
@@ -59,6 +59,24 @@ STORAGE_FAILURE_REASONS = frozenset(
         "CopyFailed",
     }
 )
+#: storage reasons that can pass by themselves (a WebDAV server down for a moment)
+STORAGE_TRANSIENT_REASONS = frozenset({"ServerUnreachable", "CopyFailed"})
+#: other Ready=False reasons the model cannot start from
+SPEC_FAILURE_REASONS = frozenset({"ModuleNotFound", "ModuleNotServable", "InvalidSpec"})
+
+
+def not_starting(reason: str) -> bool | None:
+    """For a Ready=False reason: None if the service is on its way (Starting, Prewarming), else
+    whether a later retry may work unchanged. The activator answers such a reason at once."""
+    if reason in FAILURE_REASONS:
+        return FAILURE_REASONS[reason]
+    if reason in STORAGE_FAILURE_REASONS:
+        return reason in STORAGE_TRANSIENT_REASONS
+    if reason in SPEC_FAILURE_REASONS:
+        return False
+    if reason.endswith("Rejected"):  # a quota or webhook: the operator retries by itself
+        return True
+    return None
 
 
 @kopf.on.resume(GROUP, VERSION, "inferenceservices")
@@ -176,6 +194,16 @@ def serving_conditions(
         )
 
 
+def storage_blocks_ready(status: InferenceServiceStatus, generation: int | None) -> None:
+    """A replica stuck on its storage (a missing Secret, a refused login) never gets ready: say so
+    in Ready too, so the activator answers with that reason instead of holding requests."""
+    storage = next((c for c in status.conditions if c.type == "StorageReady"), None)
+    if status.ready_replicas or storage is None or storage.status != "False":
+        return
+    if storage.reason in STORAGE_FAILURE_REASONS:
+        set_condition(status, "Ready", False, storage.reason, storage.message or storage.reason, generation)
+
+
 def serving_gpu_problem(rt: runtime.Runtime, isvc: InferenceService, module: Module | None) -> str | None:
     """Why no node can run the service's GPU request (listing what exists), as for TrainingJobs;
     nodes and inventories are read only for services that ask for a GPU."""
@@ -284,6 +312,16 @@ def _reconcile_once(rt: runtime.Runtime, body: dict[str, Any], apply_children: b
                 f"Module {isvc.spec.module!r} does not exist; create it or fix spec.module",
                 generation,
             )
+        elif module is not None and not module.spec.capabilities.servable:
+            set_condition(
+                status,
+                "Ready",
+                False,
+                "ModuleNotServable",
+                f"Module {module.name!r} says capabilities.servable: false; serve another module "
+                "or ask its maintainers to make it servable",
+                generation,
+            )
         elif (storage_issue := storage_problem(isvc)) is not None:
             set_condition(status, "Ready", False, storage_issue[0], storage_issue[1], generation)
         elif (gpu_issue := serving_gpu_problem(rt, isvc, module)) is not None:
@@ -306,6 +344,7 @@ def _reconcile_once(rt: runtime.Runtime, body: dict[str, Any], apply_children: b
             status.image = serving_image(isvc, module)
             serving_conditions(status, isvc, deployment, pods)
             set_storage_condition(status, isvc.spec.storage, pods, generation)
+            storage_blocks_ready(status, generation)
         status.observed_generation = generation
     try:
         written = write_status(rt.kube, KIND, body, status, precondition=True)
@@ -320,7 +359,7 @@ def _reconcile_once(rt: runtime.Runtime, body: dict[str, Any], apply_children: b
             before,
             status,
             warning_reasons=lambda reason: (
-                reason in {"ModuleNotFound", "InvalidSpec", *FAILURE_REASONS, *STORAGE_FAILURE_REASONS}
+                reason in {*SPEC_FAILURE_REASONS, *FAILURE_REASONS, *STORAGE_FAILURE_REASONS}
                 or reason.endswith("Rejected")
             ),
         )
