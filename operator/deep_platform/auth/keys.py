@@ -52,6 +52,7 @@ class _Cached:
     keys: dict[str | None, jwt.PyJWK] = field(default_factory=dict)
     fetched_at: float = 0.0
     attempted_at: float = -1e9
+    refetched_at: float = -1e9
 
 
 class IssuerKeys:
@@ -90,9 +91,13 @@ class IssuerKeys:
             found = _pick(entry.keys, kid)
             if found is not None and not stale:
                 return found
-            if now - entry.attempted_at < self.refetch_interval:
+            if entry.keys and not stale:  # an unknown key id: perhaps rotated, one refetch per interval
+                if now - entry.refetched_at < self.refetch_interval:
+                    return None
+                entry.refetched_at = now
+            elif now - entry.attempted_at < self.refetch_interval:  # the last fetch failed moments ago
                 if entry.keys:
-                    return found  # fetched moments ago: an unknown key id stays unknown
+                    return found
                 raise KeysUnavailable(f"the keys of {issuer} could not be fetched; retried shortly")
             entry.attempted_at = now
             try:
