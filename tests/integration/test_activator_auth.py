@@ -88,7 +88,11 @@ def service(apiserver: Any, name: str, auth: dict[str, Any] | None = None, up: b
             {
                 "apiVersion": "discovery.k8s.io/v1",
                 "kind": "EndpointSlice",
-                "metadata": {"name": f"{name}-x1", "namespace": NS, "labels": {"kubernetes.io/service-name": name}},
+                "metadata": {
+                    "name": f"{name}-x1",
+                    "namespace": NS,
+                    "labels": {"kubernetes.io/service-name": name},
+                },
                 "addressType": "IPv4",
                 "endpoints": [{"addresses": ["10.244.0.9"], "conditions": {"ready": True}}],
                 "ports": [{"name": "http", "port": 5000, "protocol": "TCP"}],
@@ -127,21 +131,31 @@ async def test_only_a_valid_allowed_token_reaches_the_model(
     foreign = SigningKey.generate()
     same_kid_other_key = SigningKey(issuer.keys[0].kid, SigningKey.generate().private)
     bad = {
-        "expired": (issuer.mint("ana", audience=AUDIENCE, groups=["ml"], expires_in=-120), 401, "TokenExpired"),
+        "expired": (
+            issuer.mint("ana", audience=AUDIENCE, groups=["ml"], expires_in=-120),
+            401,
+            "TokenExpired",
+        ),
         "wrong audience": (issuer.mint("ana", audience="another-app", groups=["ml"]), 401, "TokenInvalid"),
         "wrong issuer": (
             issuer.mint("ana", audience=AUDIENCE, groups=["ml"], issuer="https://evil.example"),
             401,
             "TokenInvalid",
         ),
-        "unknown key": (issuer.mint("ana", audience=AUDIENCE, groups=["ml"], key=foreign), 401, "TokenInvalid"),
+        "unknown key": (
+            issuer.mint("ana", audience=AUDIENCE, groups=["ml"], key=foreign),
+            401,
+            "TokenInvalid",
+        ),
         "wrong key, known kid": (
             issuer.mint("ana", audience=AUDIENCE, groups=["ml"], key=same_kid_other_key),
             401,
             "TokenInvalid",
         ),
         "alg none": (
-            issuer.unsigned({"iss": issuer.url, "sub": "ana", "aud": AUDIENCE, "exp": 2**31, "groups": ["ml"]}),
+            issuer.unsigned(
+                {"iss": issuer.url, "sub": "ana", "aud": AUDIENCE, "exp": 2**31, "groups": ["ml"]}
+            ),
             401,
             "TokenInvalid",
         ),
@@ -208,7 +222,9 @@ async def test_a_refused_request_never_wakes_the_model(
         await asyncio.sleep(0.3)  # a wake-up, had one started, would have scaled by now
     deployment = apiserver.get("deployments.apps", NS, "sleeping")
     assert deployment["spec"]["replicas"] == 0
-    status_ = (apiserver.get("inferenceservices.deep-hybrid-datacloud.eu", NS, "sleeping") or {}).get("status")
+    status_ = (apiserver.get("inferenceservices.deep-hybrid-datacloud.eu", NS, "sleeping") or {}).get(
+        "status"
+    )
     assert not (status_ or {}).get("lastRequestTime"), "a refused request is not a request of the service"
 
 
@@ -228,7 +244,9 @@ async def test_keys_are_cached_and_a_rotated_key_is_fetched(
         assert issuer.requests["/jwks"] == 2
         # made-up key ids do not turn into a fetch each: one refetch per interval at most
         for _ in range(5):
-            status, _, _ = await call(target, issuer.mint("ana", audience=AUDIENCE, key=SigningKey.generate()))
+            status, _, _ = await call(
+                target, issuer.mint("ana", audience=AUDIENCE, key=SigningKey.generate())
+            )
             assert status == 401
         assert issuer.requests["/jwks"] <= 3
 
@@ -271,7 +289,9 @@ async def test_site_default_requires_a_token_unless_public(
         status, _, body = await call(f"{url}/{NS}/open/v2/models/")
         assert status == 200, body
     async with proxy(apiserver, backend, auth=SiteAuth(required=True)) as url:
-        status, headers, body = await call(f"{url}/{NS}/plain/v2/models/", issuer.mint("ana", audience=AUDIENCE))
+        status, headers, body = await call(
+            f"{url}/{NS}/plain/v2/models/", issuer.mint("ana", audience=AUDIENCE)
+        )
         assert (status, body["reason"]) == (401, "AuthNotConfigured")
         assert "spec.auth" in body["message"] and "public: true" in body["message"]
         assert headers["WWW-Authenticate"].startswith("Bearer ")
@@ -382,4 +402,3 @@ async def test_a_reason_the_model_cannot_start_from_answers_at_once(
     assert (status, body["reason"], body["message"]) == (503, reason, message)
     assert ("Retry-After" in headers) is retry
     assert not backend.seen
-
