@@ -84,13 +84,14 @@ class OidcClient:
         metadata = await self.metadata()
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
                 "code_verifier": verifier, "client_id": self.settings.client_id}
-        auth = None
-        if self.settings.client_secret:
-            auth = aiohttp.BasicAuth(urllib.parse.quote(self.settings.client_id, safe=""),
-                                     urllib.parse.quote(self.settings.client_secret, safe=""))
+        headers = {"Accept": "application/json"}
+        if self.settings.client_secret:  # client_secret_basic: both parts form-encoded (RFC 6749 2.3.1)
+            pair = (f"{urllib.parse.quote(self.settings.client_id, safe='')}:"
+                    f"{urllib.parse.quote(self.settings.client_secret, safe='')}")
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
         try:
             async with aiohttp.ClientSession(timeout=self._timeout) as session, session.post(
-                metadata["token_endpoint"], data=form, auth=auth
+                metadata["token_endpoint"], data=form, headers=headers
             ) as answer:
                 body = await answer.json(content_type=None)
                 status = answer.status
