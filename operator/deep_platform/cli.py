@@ -19,6 +19,7 @@ COMMAND_MODULES: list[str] = [
     "deep_platform.gpu.cli",
     "deep_platform.catalogue.cli",
     "deep_platform.activator.cli",
+    "deep_platform.progress.cli",
 ]
 
 
@@ -116,6 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.platform_namespace = args.platform_namespace
     if args.metrics_port is not None:
         config.metrics_port = args.metrics_port
+    if args.progress_port is not None:
+        config.progress_port = args.progress_port
     try:
         api = Kube(load_configuration())
     except Exception as exc:  # kubeconfig missing or unreadable
@@ -160,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_p.add_argument("--platform-namespace", help="namespace of the catalogue and activator")
     run_p.add_argument("--metrics-port", type=int, help="port of /metrics (default 8000)")
+    run_p.add_argument(
+        "--progress-port", type=int,
+        help="serve the training progress endpoint on this port (default: DEEP_PROGRESS_PORT; none)",
+    )
     run_p.set_defaults(func=cmd_run)
 
     check_p = sub.add_parser("check", help="is a cluster with the CRDs reachable?")

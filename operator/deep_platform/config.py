@@ -73,6 +73,24 @@ class OperatorConfig:
     )
     #: RuntimeClass that exposes GPUs to containers on this site (`nvidia`); empty: the default
     gpu_runtime_class: str = field(default_factory=lambda: os.environ.get("DEEP_GPU_RUNTIME_CLASS", ""))
+    #: port of the progress endpoint in the operator process (`deep-platform run`); unset: none
+    #: served by this process; 0: any free port (tests)
+    progress_port: int | None = field(
+        default_factory=lambda: int(os.environ["DEEP_PROGRESS_PORT"]) if os.environ.get("DEEP_PROGRESS_PORT")
+        else None
+    )
+    #: where training pods reach that endpoint (the chart's Service of the operator)
+    progress_url: str = field(
+        default_factory=lambda: os.environ.get(
+            "DEEP_PROGRESS_URL", "http://deep-platform-operator-progress.deep-platform.svc:8090"
+        )
+    )
+    #: the platform's own image: the stdout progress collector sidecar runs `deep-platform report`
+    platform_image: str = field(
+        default_factory=lambda: os.environ.get(
+            "DEEP_PLATFORM_IMAGE", "ghcr.io/deep-hybrid-datacloud/deep-platform:latest"
+        )
+    )
     #: image of DevEnvironments that name neither a Module nor an image (JupyterLab and VS Code)
     dev_image: str = field(
         default_factory=lambda: os.environ.get("DEEP_DEV_IMAGE", "ai4oshub/ai4os-dev-env:latest")

@@ -15,6 +15,8 @@ from .api.crdgen import KINDS
 from .config import OperatorConfig
 from .controllers import runtime
 from .kube import CRD, ApiError, Kube
+from .progress import receiver as progress_receiver
+from .progress.tracker import TRACKER
 
 log = logging.getLogger(__name__)
 FIX_CRDS = "deep-platform crds | kubectl apply --server-side -f -"
@@ -126,12 +128,20 @@ async def run(
     runtime.configure(runtime.Runtime(kube=api, config=config))
     registry = registry_for(api)
     namespaces = config.namespaces or None
-    await kopf.operator(
-        registry=registry,
-        standalone=True,
-        clusterwide=namespaces is None,
-        namespaces=namespaces or [],
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-        liveness_endpoint=liveness_endpoint,
-    )
+    TRACKER.reset()  # reports belong to this run (a second run in one process, as in tests)
+    # the progress endpoint lives here, so one process coalesces the status.progress writes
+    if config.progress_port is not None:
+        endpoint = progress_receiver.start(api, config.progress_port, config.platform_namespace)
+        log.info("progress endpoint on :%d", endpoint.port)
+    try:
+        await kopf.operator(
+            registry=registry,
+            standalone=True,
+            clusterwide=namespaces is None,
+            namespaces=namespaces or [],
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            liveness_endpoint=liveness_endpoint,
+        )
+    finally:
+        progress_receiver.stop()

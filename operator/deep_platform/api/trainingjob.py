@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from .base import MODULE_OR_IMAGE, CrdInfo, CustomObject, SpecRule, Status
 from .common import (
@@ -27,6 +27,71 @@ from .common import (
 HYPERPARAMETERS_EXTRA: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
 #: what `deepaas-cli train --NAME=value` accepts as NAME
 HYPERPARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+#: Katib's default metrics-collector pattern: `name=value` pairs anywhere in a line
+DEFAULT_METRIC_PATTERN = (
+    r"(?P<name>[A-Za-z_][\w.-]*)\s*=\s*(?P<value>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
+)
+#: what a metric may be called in status.progress.metrics (and as a Prometheus label value)
+METRIC_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,62}$"
+MAX_METRICS = 32
+
+
+class ProgressCollector(ApiModel):
+    """Read progress from what the training prints, with no change in the module."""
+
+    stdout: bool = Field(
+        False,
+        description=(
+            "Read the training container's output: Keras' `Epoch 3/15` lines and `name=value` "
+            "pairs (as Katib's collector) are reported as progress. The output still reaches "
+            "`kubectl logs`, and the exit code is the training's."
+        ),
+    )
+    pattern: str | None = Field(
+        None,
+        max_length=1024,
+        description=(
+            "Regular expression (Python syntax) for one metric in a line, with the named groups "
+            "`name` and `value`; default: `name=value` pairs. `epoch` and `step` set the epoch and step."
+        ),
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_has_groups(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(
+                f"not a regular expression ({exc}); fix spec.progress.collector.pattern"
+            ) from None
+        missing = {"name", "value"} - set(compiled.groupindex)
+        if missing:
+            raise ValueError(
+                f"needs the named groups {sorted(missing)}, like `(?P<name>\\w+)=(?P<value>[0-9.eE+-]+)`"
+            )
+        return pattern
+
+
+class ProgressSpec(ApiModel):
+    """How the training's progress is followed (reports come in either way; see docs/training.md)."""
+
+    stall_after_seconds: int = Field(
+        900,
+        ge=30,
+        le=7 * 86400,
+        description=(
+            "While the pod runs, the `Progressing` condition turns False (reason `Stalled`, or "
+            "`NoReport` when none ever came) after this many seconds without a progress report."
+        ),
+    )
+    collector: ProgressCollector | None = Field(
+        None, description="Collect progress from the training's output (opt-in)."
+    )
 
 
 class TrainingJobSpec(ApiModel):
@@ -97,6 +162,13 @@ class TrainingJobSpec(ApiModel):
     ttl_seconds_after_finished: int | None = Field(
         None, ge=0, le=2**31 - 1, description="Delete the Job and its pods this long after it finished."
     )
+    progress: ProgressSpec | None = Field(
+        None,
+        description=(
+            "Follow the training's progress: the stall time of the `Progressing` condition and "
+            "the standard-output collector. Reports pushed by the training are taken without it."
+        ),
+    )
     non_retryable_exit_codes: list[int] | None = Field(
         None,
         max_length=255,
@@ -130,6 +202,29 @@ class TrainingJobSpec(ApiModel):
         return sorted(set(codes)) if codes is not None else None
 
 
+class TrainingJobProgress(ApiModel):
+    """The latest progress report, written by the operator's progress endpoint only."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    epoch: int | None = Field(None, ge=0, description="Epochs done.")
+    total_epochs: int | None = Field(None, ge=0, description="Epochs the training runs.")
+    step: int | None = Field(None, ge=0, description="Steps done (when the training counts steps).")
+    total_steps: int | None = Field(None, ge=0, description="Steps the training runs.")
+    percent: int | None = Field(None, ge=0, le=100, description="Share done, in percent.")
+    summary: str | None = Field(None, description="Short form for `kubectl get` (`7/15`).")
+    metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description="Latest value of each reported metric (`loss`, `accuracy`).",
+        json_schema_extra={"maxProperties": MAX_METRICS},
+    )
+    reports: int | None = Field(None, ge=0, description="Reports received so far.")
+    last_report_time: dt.datetime | None = Field(None, description="When the latest report came.")
+    estimated_completion_time: dt.datetime | None = Field(
+        None, description="When the training should end at the pace of the reports so far."
+    )
+
+
 class TrainingJobStatus(Status):
     """What the training run is doing, mirrored from its Job and pod."""
 
@@ -151,6 +246,13 @@ class TrainingJobStatus(Status):
     start_time: dt.datetime | None = Field(None, description="When training started.")
     completion_time: dt.datetime | None = Field(None, description="When training ended.")
     duration: str | None = Field(None, description="How long training ran (`1h2m3s`).")
+    progress: TrainingJobProgress | None = Field(
+        None,
+        description=(
+            "Epochs or steps done, metrics and estimated end, from the training's own reports "
+            "(history: the dashboard)."
+        ),
+    )
     gpu_utilization_percent: int | None = Field(
         None,
         description=(
@@ -171,6 +273,7 @@ class TrainingJob(CustomObject[TrainingJobSpec, TrainingJobStatus]):
             {"name": "Module", "type": "string", "jsonPath": ".spec.module"},
             {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Progress", "type": "string", "jsonPath": ".status.progress.summary"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
             {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
             {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},

@@ -10,7 +10,7 @@ from ..api.common import Resources
 from ..api.module import Module
 from ..api.trainingjob import TrainingJob
 from ..config import site_settings
-from . import pod, storage
+from . import pod, storage, trainingjob_progress
 
 CONTAINER_NAME = "train"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -116,6 +116,8 @@ def add_pod_parts(tj: TrainingJob, pod_spec: dict[str, Any], container: dict[str
     # WebDAV storage: copy in before training, results copied back however it ends
     parts = storage.build_storage(tj, tj.spec.storage, site_settings(), upload_results=True)
     parts.apply_to(pod_spec, container)
+    # progress: the endpoint's URL and token; the stdout collector when asked
+    trainingjob_progress.add_progress_parts(tj, pod_spec, container, site_settings())
 
 
 def spec_hash(job: dict[str, Any]) -> str:

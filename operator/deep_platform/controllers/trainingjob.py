@@ -37,10 +37,12 @@ from ..builders.trainingjob_observe import (
     resource_problem,
     true_conditions,
 )
-from ..conditions import set_condition
+from ..builders.trainingjob_progress import next_stall_check, progressing
+from ..conditions import get_condition, now, set_condition
 from ..errors import tail
 from ..gpu.inventory import read_inventories_or_none, running_gpu
 from ..metrics import TRAININGJOBS, instrumented
+from ..progress.tracker import TRACKER
 from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
 from . import resync, retry, runtime, storage_volumes
@@ -155,13 +157,29 @@ def _is_echo(obj: dict[str, Any]) -> bool:
     observed = (obj.get("status") or {}).get("observedGeneration")
     if observed != obj["metadata"].get("generation"):
         return False
-    return mine and own is not None and version is not None and version <= own[1]
+    if mine and own is not None and version is not None and version <= own[1]:
+        return True
+    return _progress_echo(obj)
+
+
+def _progress_echo(obj: dict[str, Any]) -> bool:
+    """A status.progress write of the progress endpoint that leaves the `Progressing`
+    condition as it is (already True, reports arriving): nothing of ours to change. The
+    first report (the condition turns True) still reconciles."""
+    if not TRACKER.is_own_write(obj):
+        return False
+    status = obj.get("status") or {}
+    condition: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
+    )
+    return status.get("phase") == "Running" and condition.get("reason") == "Reporting"
 
 
 def on_trainingjob(type_: str, obj: dict[str, Any]) -> None:
     key = _key(obj)
     if type_ == "DELETED":
         TRAININGJOBS.forget(*key)
+        TRACKER.forget(key)  # its Prometheus series and history ConfigMap go too
         watches.add(key, ("gone", None))
         return
     TRAININGJOBS.observe(obj)  # echoes too: they carry the phase we just wrote
@@ -198,6 +216,7 @@ def process(key: Key, work: Work) -> None:
     rt = runtime.current()
     if what == "gone":
         memory.forget(key)
+        stall_check.reset(key)
         storage_volumes.storage_owner_gone(rt.kube, "trainingjob", key[0], key[1])
         return
     with memory.lock(key):
@@ -262,6 +281,7 @@ def start_watches(**_: Any) -> None:
 def stop_watches(**_: Any) -> None:
     watches.stop()
     pod_check.cancel_all()
+    stall_check.cancel_all()
 
 
 @resync.every(RESYNC_SECONDS, "trainingjob")
@@ -514,7 +534,40 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
         gpu = running_gpu(rt.kube, rt.config.platform_namespace, status.node_name, namespace, status.pod_name)
     status.gpu_product = status.gpu_product or (gpu.product if gpu else None)
     status.gpu_utilization_percent = gpu.utilization_percent if gpu else None
+    follow_progress(tj, status, _key(body), generation)
     return status
+
+
+class _Deadlines(retry.Backoff):
+    """One pending timer per key, at a delay of the caller's choice."""
+
+    def schedule_in(self, key: Key, delay: float, work: Any) -> None:
+        with self.guard:
+            if key not in self.timers:
+                timer = threading.Timer(delay, self._fire, (key, work))
+                timer.daemon = True
+                self.timers[key] = timer
+                timer.start()
+
+
+#: a running training's stall check: when its reports stop, no event says so
+stall_check = _Deadlines()
+
+
+def follow_progress(tj: TrainingJob, status: TrainingJobStatus, key: Key, generation: int | None) -> None:
+    """The `Progressing` condition, from status.progress (the endpoint's) and the phase; a
+    check is due when reports could have stopped (the endpoint writes only what comes)."""
+    at = now()
+    state = progressing(tj.spec.progress, status.progress, status.phase, status.start_time, at)
+    if state is None:
+        if get_condition(status, "Progressing") is not None:
+            status.conditions = [c for c in status.conditions if c.type != "Progressing"]
+        return
+    set_condition(status, "Progressing", state[0], state[1], state[2], generation)
+    due = next_stall_check(tj.spec.progress, status.progress, status.phase, status.start_time, at)
+    stall_check.reset(key)
+    if due is not None:
+        stall_check.schedule_in(key, due, lambda: watches.add(key, ("fresh", None)))
 
 
 def _job_deleted(

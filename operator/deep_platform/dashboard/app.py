@@ -16,6 +16,7 @@ from .. import kube as k
 from ..api import InferenceService, TrainingJob
 from ..config import OperatorConfig
 from ..signin import Gate, Viewer, viewer_of
+from .progress import progress_of
 from .view import events_by_object, inferenceservice_row, overview, trainingjob_row
 
 KUBE = web.AppKey("kube", k.Kube)
@@ -107,7 +108,11 @@ def _detail_handler(kind: k.Kind) -> Any:
             if kind == TRAININGJOB
             else inferenceservice_row(obj, history)
         )
-        return _render(request, "detail.html", row=row, root="../../")
+        progress = (
+            await asyncio.to_thread(progress_of, kube, config.platform_namespace, obj)
+            if kind == TRAININGJOB else None
+        )
+        return _render(request, "detail.html", row=row, progress=progress, root="../../")
 
     return detail
 

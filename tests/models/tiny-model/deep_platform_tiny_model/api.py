@@ -6,6 +6,13 @@ Environment variables (all optional):
                              (simulates a slow model load / cold start).
 ``TINYMODEL_WARM_SECONDS``   sleep this long in ``warm()``.
 ``TINYMODEL_EPOCH_SECONDS``  sleep this long per epoch in ``train()``.
+``TINYMODEL_REPORT``         ``push`` (default): report each epoch through
+                             ``deep_platform.progress.client.report`` when that
+                             package is importable and ``DEEP_PROGRESS_URL`` is
+                             set; ``print``: only print the lines.
+
+``train()`` prints Keras-style ``Epoch 3/15`` when an epoch starts and
+``epoch=3 loss=0.125`` when it ends (what the stdout collector reads).
 ``TINYMODEL_OUTPUT_DIR``     where ``train()`` writes ``train-args.json``,
                              ``checkpoint.txt`` and ``model.txt``
                              (default: ``./models``).
@@ -161,6 +168,17 @@ def _termination_log(message):
         pass
 
 
+def _reporter():
+    """The platform's report function, when installed and asked for (else None)."""
+    if os.environ.get("TINYMODEL_REPORT", "push") != "push":
+        return None
+    try:
+        from deep_platform.progress.client import configured, report
+    except ImportError:
+        return None
+    return report if configured() else None
+
+
 def train(**kwargs):
     out = _output_dir()
     received = {k: {"value": v, "type": type(v).__name__} for k, v in sorted(kwargs.items())}
@@ -170,10 +188,15 @@ def train(**kwargs):
     epochs = kwargs.get("epochs") or 1
     epoch_seconds = float(os.environ.get("TINYMODEL_EPOCH_SECONDS", "0") or 0)
     loss = 1.0
+    report = _reporter()
     for epoch in range(1, int(epochs) + 1):
+        print(f"Epoch {epoch}/{int(epochs)}", flush=True)
         if epoch_seconds > 0:
             time.sleep(epoch_seconds)
         loss = loss / 2
+        print(f"epoch={epoch} loss={loss}", flush=True)
+        if report is not None:
+            report(epoch=epoch, total_epochs=int(epochs), loss=loss)
         with open(os.path.join(out, "checkpoint.txt"), "w") as f:
             f.write(f"epoch={epoch} loss={loss}\n")
         if os.environ.get("TINYMODEL_FAIL"):
