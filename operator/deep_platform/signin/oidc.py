@@ -24,6 +24,10 @@ ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "
 METADATA_SECONDS = 3600.0
 #: clock skew tolerated between the issuer and this app
 LEEWAY_SECONDS = 30
+#: the key set is reused this long (a retired key is refused after it at the latest)
+JWKS_SECONDS = 300
+#: a token with an unknown key id fetches the set again at most this often (no fetch storms)
+JWKS_REFRESH_COOLDOWN = 10.0
 
 
 class SignInError(Exception):
@@ -40,8 +44,9 @@ def pkce_challenge(verifier: str) -> str:
 
 
 class OidcClient:
-    def __init__(self, settings: SignInSettings) -> None:
+    def __init__(self, settings: SignInSettings, refresh_cooldown: float = JWKS_REFRESH_COOLDOWN) -> None:
         self.settings = settings
+        self._refresh_cooldown = refresh_cooldown
         self._metadata: dict[str, Any] | None = None
         self._metadata_until = 0.0
         self._jwks: jwt.PyJWKClient | None = None
@@ -61,8 +66,10 @@ class OidcClient:
                 raise SignInError(f"the issuer's discovery document names {metadata.get('issuer')!r}, not "
                                   f"{self.settings.issuer!r} (web.auth.oidc.issuer must match exactly)")
             self._metadata, self._metadata_until = metadata, time.monotonic() + METADATA_SECONDS
-            # cache_keys: a token with an unknown kid makes PyJWKClient fetch the set again (rotation)
-            self._jwks = jwt.PyJWKClient(metadata["jwks_uri"], cache_keys=True, lifespan=300, timeout=10)
+            # the set is cached, not single keys (those would outlive their retirement); an unknown
+            # kid makes PyJWKClient fetch the set again, after its cooldown (key rotation)
+            self._jwks = jwt.PyJWKClient(metadata["jwks_uri"], cache_keys=False, lifespan=JWKS_SECONDS,
+                                         timeout=10, cooldown_duration=self._refresh_cooldown)
         return self._metadata
 
     async def authorization_url(self, redirect_uri: str, state: str, nonce: str, verifier: str) -> str:
