@@ -149,18 +149,19 @@ async def test_a_good_id_token_passes(issuer: OidcIssuer) -> None:
 
 async def test_a_rotated_key_is_fetched_once(issuer: OidcIssuer) -> None:
     client = OidcClient(settings(issuer=issuer.url), refresh_cooldown=0)
+    before = issuer.requests["/jwks"]
     await client.verify_id_token(issuer.mint("alice", audience="deep", nonce="n"), "n")
     issuer.rotate(retire_old=True)
     await client.verify_id_token(issuer.mint("alice", audience="deep", nonce="n"), "n")
     await client.verify_id_token(issuer.mint("bob", audience="deep", nonce="n"), "n")
-    assert issuer.requests["/jwks"] == 2
+    assert issuer.requests["/jwks"] - before == 2
     # within the cooldown an unknown key id is refused without asking the issuer again
     cooling = client_of(issuer)
     await cooling.verify_id_token(issuer.mint("alice", audience="deep", nonce="n"), "n")
     issuer.rotate()
     with pytest.raises(SignInError, match="signing key"):
         await cooling.verify_id_token(issuer.mint("alice", audience="deep", nonce="n"), "n")
-    assert issuer.requests["/jwks"] == 3
+    assert issuer.requests["/jwks"] - before == 3
 
 
 @pytest.mark.parametrize(("token_of", "why"), [
