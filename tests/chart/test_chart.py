@@ -127,7 +127,8 @@ def test_operator_deployment_matches_its_settings() -> None:
     # the operator's default (config.py) and the chart agree on where the activator is
     assert env["DEEP_ACTIVATOR_URL"] == "http://deep-platform-activator.deep-platform.svc"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": int(env["DEEP_METRICS_PORT"]), "health": int(env["DEEP_HEALTH_PORT"])}
+    assert ports == {"metrics": int(env["DEEP_METRICS_PORT"]), "health": int(env["DEEP_HEALTH_PORT"]),
+                     "progress": int(env["DEEP_PROGRESS_PORT"])}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
@@ -142,7 +143,8 @@ def test_restricted_namespaces_grant_roles_only_there() -> None:
     for role in by_kind(objs, "ClusterRole"):
         for rule in role["rules"]:
             for resource in rule["resources"]:
-                cluster_scoped = ("modules", "customresourcedefinitions", "namespaces", "nodes")
+                # tokenreviews: not stored anywhere, a cluster-wide verb by nature
+                cluster_scoped = ("modules", "customresourcedefinitions", "namespaces", "nodes", "tokenreviews")
                 assert resource.split("/")[0] in cluster_scoped, (
                     f"{role['metadata']['name']} grants {resource} cluster-wide with watchNamespaces set")
     operator = next(o for o in by_kind(objs, "Deployment") if o["metadata"]["name"].endswith("-operator"))

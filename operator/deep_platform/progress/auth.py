@@ -78,15 +78,18 @@ class TokenReviewer:
         self.kube, self.audience = kube, audience
 
     def review(self, token: str) -> Identity:
-        answer = self.kube.request(
-            "POST",
-            TOKENREVIEWS,
-            body={
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenReview",
-                "spec": {"token": token, "audiences": [self.audience]},
-            },
-        )
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "metadata": {"generateName": "progress-"},  # not stored; some servers want a name
+            "spec": {"token": token, "audiences": [self.audience]},
+        }
+        try:
+            answer = self.kube.request("POST", TOKENREVIEWS, body=body)
+        except k.ApiError as exc:  # not the token's fault: not cached, the client retries
+            raise Refused(
+                "unavailable", f"the token cannot be checked now ({exc.status} {exc.reason})", 503
+            ) from None
         return identity_from_review(answer or {}, self.audience)
 
 
@@ -153,6 +156,8 @@ class Authorizer:
             try:
                 found = self.reviewer.review(token)
             except Refused as exc:
+                if exc.reason == "unavailable":
+                    raise
                 found = exc
             self.tokens.put(key, found)
         if isinstance(found, Refused):

@@ -49,6 +49,7 @@ REFUSAL_REASONS = (
     "rate_limited",
     "bad_request",
     "busy",
+    "unavailable",
 )
 for _reason in REFUSAL_REASONS:
     REFUSED.labels(_reason)
