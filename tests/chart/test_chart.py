@@ -144,7 +144,8 @@ def test_restricted_namespaces_grant_roles_only_there() -> None:
         for rule in role["rules"]:
             for resource in rule["resources"]:
                 # tokenreviews: not stored anywhere, a cluster-wide verb by nature
-                cluster_scoped = ("modules", "customresourcedefinitions", "namespaces", "nodes", "tokenreviews")
+                cluster_scoped = (
+                    "modules", "customresourcedefinitions", "namespaces", "nodes", "tokenreviews")
                 assert resource.split("/")[0] in cluster_scoped, (
                     f"{role['metadata']['name']} grants {resource} cluster-wide with watchNamespaces set")
     operator = next(o for o in by_kind(objs, "Deployment") if o["metadata"]["name"].endswith("-operator"))
