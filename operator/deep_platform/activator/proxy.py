@@ -319,7 +319,7 @@ class Activator:
     ) -> web.StreamResponse:
         assert self.pool is not None
         tail = request.match_info.get("tail", "")
-        target = f"/{tail}?{request.query_string}" if request.query_string else f"/{tail}"
+        target = upstream_target(request.raw_path, route.prefix)
         dropped = REQUEST_DROPPED if route.forward_authorization else REQUEST_DROPPED | CREDENTIAL_HEADERS
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in dropped]
         headers.append(("X-Forwarded-Host", request.host))
@@ -402,6 +402,15 @@ class Activator:
 
     def local_load(self) -> dict[str, int]:
         return {key: state.load for key, state in self.services.items() if state.load}
+
+
+def upstream_target(raw_path: str, prefix_path: str) -> str:
+    """The request target for the model: the raw path after the prefix, with its query, bytes as
+    the client sent them (match_info and query_string are decoded: `?text=a b` is no request line)."""
+    rest = raw_path[len(prefix_path) :] if raw_path.startswith(prefix_path) else raw_path
+    if not rest.startswith("/"):
+        rest = "/" + rest
+    return rest
 
 
 def run_loop(main: Coroutine[Any, Any, T], uvloop: bool = True) -> T:
