@@ -18,7 +18,8 @@ from tests.chart.podsecurity import restricted_violations
 K8S_VERSIONS = ("1.30", "1.34")
 #: kinds whose schemas are not upstream Kubernetes (prometheus-operator's CRDs): not validated here
 NOT_UPSTREAM = {("monitoring.coreos.com/v1", "ServiceMonitor"),
-                ("monitoring.coreos.com/v1", "PrometheusRule")}
+                ("monitoring.coreos.com/v1", "PrometheusRule"),
+                ("gateway.networking.k8s.io/v1", "HTTPRoute")}  # test_exposure.py: a pinned schema
 VALUE_SETS = [pytest.param(p, id=p.name.removesuffix("-values.yaml")) for p in chart.CI_VALUES]
 
 
@@ -143,9 +144,9 @@ def test_restricted_namespaces_grant_roles_only_there() -> None:
     for role in by_kind(objs, "ClusterRole"):
         for rule in role["rules"]:
             for resource in rule["resources"]:
-                # tokenreviews: not stored anywhere, a cluster-wide verb by nature
-                cluster_scoped = (
-                    "modules", "customresourcedefinitions", "namespaces", "nodes", "tokenreviews")
+                # tokenreviews, subjectaccessreviews: not stored anywhere, cluster-wide by nature
+                cluster_scoped = ("modules", "customresourcedefinitions", "namespaces", "nodes",
+                                  "tokenreviews", "subjectaccessreviews")
                 assert resource.split("/")[0] in cluster_scoped, (
                     f"{role['metadata']['name']} grants {resource} cluster-wide with watchNamespaces set")
     operator = next(o for o in by_kind(objs, "Deployment") if o["metadata"]["name"].endswith("-operator"))
@@ -189,6 +190,13 @@ BAD_VALUES = [
     ({"activator": {"port": 70000}}, "port"),
     ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
     ({"web": {"ingress": {"enabled": True, "host": "https://deep.example.org/"}}}, "host"),
+    ({"web": {"ingress": {"enabled": True, "host": "", "tlsSecretName": "tls"}}}, "host"),
+    ({"activator": {"ingress": {"enabled": True, "host": "m.example.org", "clusterIssuer": "le"}}},
+     "tlsSecretName"),
+    ({"web": {"httpRoute": {"enabled": True}}}, "parentRefs"),
+    ({"web": {"auth": {"mode": "off"}}}, "mode"),
+    ({"web": {"auth": {"oidc": {"issuer": "https://iam.example.org"}}}}, "clientId"),
+    ({"web": {"auth": {"oidc": {"issuer": "https://iam.example.org", "clientId": "deep"}}}}, "cookieSecret"),
     ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
     ({"serviceMonitor": {"interval": "thirty seconds"}}, "interval"),
     ({"operatr": {"replicas": 1}}, "operatr"),  # a typo is an error, not silently ignored

@@ -12,6 +12,7 @@ kopf's own calls as the real server answers them).
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import threading
 import uuid
@@ -31,6 +32,8 @@ from deep_platform.config import OperatorConfig
 from deep_platform.gpu.agent import ConfigMapPublisher, GpuAgent, pods_on_node
 from deep_platform.gpu.inventory import LABEL as INVENTORY_LABEL
 from deep_platform.operator import run
+from deep_platform.signin import OIDC, SignInSettings
+from deep_platform.signin.session import SESSION, SESSION_COOKIE, CookieSealer
 from deep_platform.web import create_app
 from tests.chart import tools
 from tests.e2e.conftest import example
@@ -173,8 +176,14 @@ async def test_every_component_as_its_service_account(
             scaler.cancel()
             await runner.cleanup()
 
-        # the web app: catalogue and dashboard
-        async with TestClient(TestServer(create_app(api["web"], config))) as client:
+        # the web app: catalogue and dashboard, with sign-in on: a signed-in admin's session, so
+        # that the dashboard asks SubjectAccessReviews (as the web ServiceAccount) and shows all
+        key = os.urandom(32)
+        signin = SignInSettings(mode=OIDC, issuer="https://iam.invalid", client_id="deep", cookie_key=key)
+        session = CookieSealer(key).seal(SESSION, {"sub": "admin", "groups": ["system:masters"]}, 600)
+        async with TestClient(TestServer(create_app(api["web"], config, signin)),
+                              cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            client.session.cookie_jar.update_cookies({SESSION_COOKIE: session})
             for path in ("/catalogue/", "/catalogue/modules?format=json", f"/catalogue/modules/{module_name}",
                          "/dashboard/", f"/dashboard/?namespace={namespace}",
                          f"/dashboard/trainingjobs/{namespace}/{job['metadata']['name']}"):

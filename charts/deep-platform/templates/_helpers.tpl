@@ -83,6 +83,8 @@ imagePullSecrets:
 {{- define "deep-platform.activatorURL" -}}
 {{- if .Values.activator.url -}}
 {{- .Values.activator.url -}}
+{{- else if and .Values.activator.ingress.enabled .Values.activator.ingress.host -}}
+{{- printf "%s://%s" (ternary "https" "http" (not (empty .Values.activator.ingress.tlsSecretName))) .Values.activator.ingress.host -}}
 {{- else -}}
 {{- printf "http://%s.%s.svc" (include "deep-platform.component" (list . "activator")) .Release.Namespace -}}
 {{- if ne (int .Values.activator.service.port) 80 -}}:{{ .Values.activator.service.port }}{{- end -}}
@@ -92,4 +94,14 @@ imagePullSecrets:
 {{/* Argo CD sync wave (an annotation line), for objects whose order matters. */}}
 {{- define "deep-platform.syncWave" -}}
 argocd.argoproj.io/sync-wave: {{ . | quote }}
+{{- end -}}
+
+{{/* The URL people reach the web app at (the OIDC redirect URI is this plus /callback); empty:
+the app takes it from each request. */}}
+{{- define "deep-platform.webURL" -}}
+{{- if .Values.web.auth.publicUrl -}}
+{{- .Values.web.auth.publicUrl -}}
+{{- else if and .Values.web.ingress.enabled .Values.web.ingress.host -}}
+{{- printf "%s://%s" (ternary "https" "http" (not (empty .Values.web.ingress.tlsSecretName))) .Values.web.ingress.host -}}
+{{- end -}}
 {{- end -}}
