@@ -489,8 +489,9 @@ async def test_a_service_that_cannot_start_answers_at_once(
     e2e_operator: Any, namespace: str, models: Models, kubelet: NodeKubelet, activator: Callable[[], Any]
 ) -> None:
     """Woken from zero, a service whose pod the real scheduler cannot place answers 503
-    Unschedulable with the scheduler's message, one whose image cannot be pulled 502; neither
-    hangs, and both go back to zero when idle."""
+    Unschedulable with the scheduler's message (Retry-After: the cluster may make room), one whose
+    image cannot be pulled 503 ImagePullBackOff (no Retry-After); neither hangs, and both go back
+    to zero when idle."""
     api = e2e_operator.kube
 
     def decide(pod: dict[str, Any]) -> Outcome:
@@ -518,8 +519,9 @@ async def test_a_service_that_cannot_start_answers_at_once(
         assert response.headers["Retry-After"]
         async with session.get(f"{running.url}/nopull/v2/models/") as response:
             body = await response.json()
-        assert (response.status, body["error"]) == (502, "ImagePullBackOff"), body
+        assert (response.status, body["reason"]) == (503, "ImagePullBackOff"), body
         assert "Back-off pulling image" in body["message"], body
+        assert "Retry-After" not in response.headers
         assert time.monotonic() - started < 30  # far below the cold-start timeout (60 s)
     for name in ("huge", "nopull"):
         await eventually(partial(scaled_to_zero, api, name, namespace, models), f"{name} idle to zero")
