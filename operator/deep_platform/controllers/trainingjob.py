@@ -164,15 +164,16 @@ def _is_echo(obj: dict[str, Any]) -> bool:
 
 def _progress_echo(obj: dict[str, Any]) -> bool:
     """A status.progress write of the progress endpoint that leaves the `Progressing`
-    condition as it is (already True, reports arriving): nothing of ours to change. The
-    first report (the condition turns True) still reconciles."""
+    condition as it is (reports arriving while it runs; or not running): nothing of ours to
+    change. The first report (the condition appears, or turns True) still reconciles."""
     if not TRACKER.is_own_write(obj):
         return False
     status = obj.get("status") or {}
     condition: dict[str, Any] = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
     )
-    return status.get("phase") == "Running" and condition.get("reason") == "Reporting"
+    phase = status.get("phase")
+    return condition.get("reason") == ("Reporting" if phase == "Running" else phase) is not None
 
 
 def on_trainingjob(type_: str, obj: dict[str, Any]) -> None:

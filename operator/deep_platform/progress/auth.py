@@ -27,6 +27,8 @@ TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
 CACHE_SECONDS = 30.0
+#: a pod's owner never changes: its answer is kept longer (the token's check is not)
+OWNER_CACHE_SECONDS = 600.0
 CACHE_ENTRIES = 20_000
 
 
@@ -112,8 +114,8 @@ def owner_trainingjob(pod: dict[str, Any] | None, job: dict[str, Any] | None) ->
 
 
 class _Cache:
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self.clock = clock
+    def __init__(self, clock: Callable[[], float], seconds: float = CACHE_SECONDS) -> None:
+        self.clock, self.seconds = clock, seconds
         self.lock = threading.Lock()
         self.entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
 
@@ -126,7 +128,7 @@ class _Cache:
 
     def put(self, key: str, value: Any) -> None:
         with self.lock:
-            self.entries[key] = (self.clock() + CACHE_SECONDS, value)
+            self.entries[key] = (self.clock() + self.seconds, value)
             self.entries.move_to_end(key)
             while len(self.entries) > CACHE_ENTRIES:
                 self.entries.popitem(last=False)
@@ -138,7 +140,7 @@ class Authorizer:
     def __init__(self, kube: k.Kube, reviewer: Reviewer, clock: Callable[[], float] = time.monotonic) -> None:
         self.kube, self.reviewer = kube, reviewer
         self.tokens = _Cache(clock)  # sha256(token) -> Identity or Refused
-        self.pods = _Cache(clock)  # pod uid -> (namespace, TrainingJob name, uid) or None
+        self.pods = _Cache(clock, OWNER_CACHE_SECONDS)  # pod uid -> (namespace, TrainingJob name, uid) or None
 
     @staticmethod
     def token_key(token: str) -> str:
