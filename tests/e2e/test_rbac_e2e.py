@@ -189,6 +189,9 @@ async def test_every_component_as_its_service_account(
                          f"/dashboard/trainingjobs/{namespace}/{job['metadata']['name']}"):
                 response = await client.get(path)
                 assert response.status == 200, (path, response.status, await response.text())
+        # the dashboard asked what the signed-in person may list, and was allowed to ask
+        reviews = [c for c in platform.proxy.calls if c.who == "web" and "/subjectaccessreviews" in c.path]
+        assert reviews and all(c.status == 201 for c in reviews), reviews
 
         # the GPU agent, with pod mapping: its node's pods, then its inventory ConfigMap
         pod = cluster.list(k.POD, namespace)[0]

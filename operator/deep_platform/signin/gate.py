@@ -19,6 +19,8 @@ from .settings import NONE_UNSAFE, SignInSettings
 VIEWER = "deep_platform.viewer"
 #: how long a started sign-in may take at the issuer
 PENDING_SECONDS = 600
+#: browsers drop a cookie past 4096 bytes (name and attributes included): refuse rather than loop
+MAX_COOKIE_BYTES = 3800
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -112,7 +114,7 @@ class Gate:
         try:
             url = await self.oidc.authorization_url(redirect_uri, state, nonce, verifier)
         except SignInError as exc:
-            return _page(502, "Sign-in unavailable", str(exc))
+            return _page(exc.status, "Sign-in unavailable", str(exc))
         pending = {"state": state, "nonce": nonce, "verifier": verifier,
                    "next": _local_path(request.query.get("next"))}
         redirect = web.HTTPFound(url)
@@ -137,15 +139,21 @@ class Gate:
             tokens = await self.oidc.exchange(request.query["code"], redirect_uri, pending["verifier"])
             claims = await self.oidc.verify_id_token(tokens["id_token"], pending["nonce"])
             identity = identity_from_claims(claims, self.settings)
-        except (SignInError, ClaimError) as exc:
+        except SignInError as exc:
+            log.info("sign-in failed: %s", exc)
+            return _page(exc.status, "Sign-in refused", str(exc))
+        except ClaimError as exc:
             log.info("sign-in refused: %s", exc)
             return _page(403, "Sign-in refused", str(exc))
         log.info("signed in: %s", identity.username)
-        redirect = web.HTTPFound(pending["next"])
         session = {"sub": identity.username, "groups": list(identity.groups)}
-        self._set_cookie(request, redirect, SESSION_COOKIE,
-                         self.sealer.seal(SESSION, session, self.settings.session_seconds),
-                         self.settings.session_seconds)
+        sealed = self.sealer.seal(SESSION, session, self.settings.session_seconds)
+        if len(sealed) > MAX_COOKIE_BYTES:
+            return _page(403, "Sign-in refused", f"Your {len(identity.groups)} groups do not fit in a "
+                         "session cookie; the site can narrow them (web.auth.oidc.groupsClaim) or ask the "
+                         "issuer for fewer.")
+        redirect = web.HTTPFound(pending["next"])
+        self._set_cookie(request, redirect, SESSION_COOKIE, sealed, self.settings.session_seconds)
         redirect.del_cookie(PENDING_COOKIE, path="/")
         raise redirect
 

@@ -31,7 +31,12 @@ JWKS_REFRESH_COOLDOWN = 10.0
 
 
 class SignInError(Exception):
-    """The sign-in failed; the message is safe to show to the person signing in."""
+    """The sign-in failed; the message is safe to show to the person signing in. `status`: 502
+    when the issuer could not be reached, 403 when its answer is refused."""
+
+    def __init__(self, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def new_secret() -> str:
@@ -61,7 +66,7 @@ class OidcClient:
                     metadata = await answer.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 raise SignInError(f"the sign-in service at {self.settings.issuer} is unreachable "
-                                  f"({type(exc).__name__}); try again later") from None
+                                  f"({type(exc).__name__}); try again later", 502) from None
             if metadata.get("issuer") != self.settings.issuer:
                 raise SignInError(f"the issuer's discovery document names {metadata.get('issuer')!r}, not "
                                   f"{self.settings.issuer!r} (web.auth.oidc.issuer must match exactly)")
@@ -103,7 +108,8 @@ class OidcClient:
                 body = await answer.json(content_type=None)
                 status = answer.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise SignInError(f"the sign-in service's token endpoint failed ({type(exc).__name__})") from None
+            raise SignInError(f"the sign-in service's token endpoint failed ({type(exc).__name__})",
+                              502) from None
         if status != 200 or not isinstance(body, dict) or "id_token" not in body:
             error = body.get("error", status) if isinstance(body, dict) else status
             raise SignInError(f"the sign-in service refused the code ({error}); sign in again")
