@@ -140,7 +140,8 @@ class Authorizer:
     def __init__(self, kube: k.Kube, reviewer: Reviewer, clock: Callable[[], float] = time.monotonic) -> None:
         self.kube, self.reviewer = kube, reviewer
         self.tokens = _Cache(clock)  # sha256(token) -> Identity or Refused
-        self.pods = _Cache(clock, OWNER_CACHE_SECONDS)  # pod uid -> (namespace, TrainingJob name, uid) or None
+        # pod uid -> (namespace, TrainingJob name, uid), or empty when it belongs to none
+        self.pods = _Cache(clock, OWNER_CACHE_SECONDS)
 
     @staticmethod
     def token_key(token: str) -> str:

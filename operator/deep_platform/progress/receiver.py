@@ -122,8 +122,9 @@ class Flusher:
             self._delete_history(key)
 
     def _write_status(self, key: Key, uid: str, progress: dict[str, Any]) -> None:
+        self.tracker.written[key] = (uid, progress)
         try:
-            written = self.kube.patch_status(TJ, key[1], key[0], {"progress": progress})
+            self.kube.patch_status(TJ, key[1], key[0], {"progress": progress})
         except k.ApiError as exc:
             if exc.not_found:  # deleted meanwhile
                 self.tracker.forget(key)
@@ -132,9 +133,6 @@ class Flusher:
             self._dirty_again(key)
             return
         STATUS_WRITES.inc()
-        version = str(written["metadata"].get("resourceVersion") or "")
-        if version.isdigit():
-            self.tracker.written[key] = (uid, int(version))
 
     def _write_history(self, key: Key, history: dict[str, Any]) -> None:
         body = {

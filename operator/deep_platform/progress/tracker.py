@@ -182,9 +182,9 @@ class Tracker(Collector):
         self.clock = clock
         self.lock = threading.Lock()
         self.runs: dict[Key, Run] = {}
-        #: (uid, resourceVersion) of the last status.progress write per TrainingJob: the
-        #: controller skips those watch events (nothing of its own changed)
-        self.written: dict[Key, tuple[str, int]] = {}
+        #: (uid, status.progress) of the last write per TrainingJob, noted before it is sent:
+        #: the controller skips its watch event (which may come before the write's answer)
+        self.written: dict[Key, tuple[str, dict[str, Any]]] = {}
         self.gone: list[Key] = []  # forgotten: their history ConfigMap is to be deleted
 
     def record(self, key: Key, uid: str, report: Report, stored: Callable[[], dict[str, Any] | None]) -> Run:
@@ -223,8 +223,8 @@ class Tracker(Collector):
         meta = body.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
         written = self.written.get(key)
-        version = str(meta.get("resourceVersion") or "")
-        return written is not None and written[0] == meta.get("uid") and version == str(written[1])
+        progress = (body.get("status") or {}).get("progress")
+        return written is not None and written[0] == meta.get("uid") and written[1] == progress
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self.lock:
