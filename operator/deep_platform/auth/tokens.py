@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,10 @@ from .keys import ALGORITHMS, IssuerKeys, KeysUnavailable
 
 #: accepted clock difference between the issuer and us, in seconds
 LEEWAY = 30.0
+#: a verified token's claims are reused this long (bounded by its expiry): checking an RS256
+#: signature costs more than forwarding the request; a retired key stops working within it
+VERIFIED_TTL = 60.0
+VERIFIED_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,8 @@ class TokenChecker:
         self.site = site
         self.keys = keys or IssuerKeys()
         self.leeway = leeway
+        #: (token, issuer, audience) -> (monotonic deadline, claims), oldest first
+        self._verified: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
 
     async def check(
         self,
@@ -192,6 +199,21 @@ class TokenChecker:
 
     async def verify(self, token: str, oidc: Oidc) -> dict[str, Any]:
         """The claims of a token signed by one of the issuer's keys, for the audience, unexpired."""
+        cache_key = (token, oidc.issuer, oidc.audience)
+        hit = self._verified.get(cache_key)
+        if hit is not None:
+            if time.monotonic() < hit[0]:
+                return hit[1]
+            del self._verified[cache_key]
+        claims = await self._verify(token, oidc)
+        left = float(claims.get("exp", 0)) - time.time()
+        if left > 0:
+            if len(self._verified) >= VERIFIED_MAX:
+                del self._verified[next(iter(self._verified))]
+            self._verified[cache_key] = (time.monotonic() + min(VERIFIED_TTL, left), claims)
+        return claims
+
+    async def _verify(self, token: str, oidc: Oidc) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
