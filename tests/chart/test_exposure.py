@@ -13,8 +13,8 @@ import jsonschema
 import pytest
 import yaml
 
-from deep_platform.api import InferenceService
-from deep_platform.builders.inferenceservice import build_deployment
+from deep_platform.api import DevEnvironment, InferenceService
+from deep_platform.builders import devenvironment, inferenceservice
 from deep_platform.signin import SignInSettings
 from tests.chart import chart
 
@@ -73,18 +73,25 @@ def test_an_ingress_host_becomes_the_public_urls(tmp_path: Path) -> None:
 
 
 def test_model_pods_accept_only_the_activator(tmp_path: Path) -> None:
-    """The policy selects the pods the operator builds for an InferenceService, and admits the
-    pods of the chart's activator Deployment from the release namespace, and nothing else."""
+    """The policy selects the pods the operator builds for InferenceServices and DevEnvironments,
+    and admits the pods of the chart's activator Deployment from the release namespace, only."""
     objs = render(tmp_path, {"networkPolicies": {"enabled": True}, "watchNamespaces": ["team-a", "team-b"]})
     policies = [o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-models")]
     assert sorted(p["metadata"]["namespace"] for p in policies) == ["team-a", "team-b"]
     policy = policies[0]["spec"]
-    example = yaml.safe_load((chart.ROOT / "examples" / "inferenceservice.yaml").read_text())
-    example["metadata"]["uid"] = "u-1"
-    isvc = InferenceService.from_body({**example, "spec": {**example["spec"], "image": "deephdc/phyto:1"}})
-    model_labels = build_deployment(isvc, None)["spec"]["template"]["metadata"]["labels"]
+    def example(name: str) -> dict[str, Any]:
+        body = yaml.safe_load((chart.ROOT / "examples" / name).read_text())
+        return {**body, "metadata": {**body["metadata"], "uid": "u-1"},
+                "spec": {**body["spec"], "image": "deephdc/phyto:1"}}
+
+    isvc = InferenceService.from_body(example("inferenceservice.yaml"))
+    dev = DevEnvironment.from_body(example("devenvironment.yaml"))
     (expression,) = policy["podSelector"]["matchExpressions"]
-    assert model_labels[expression["key"]] in expression["values"]
+    assert expression["operator"] == "In"
+    built = (inferenceservice.build_deployment(isvc, None), devenvironment.build_deployment(dev, None))
+    for deployment in built:
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels[expression["key"]] in expression["values"], labels
     assert policy["policyTypes"] == ["Ingress"]
     (rule,) = policy["ingress"]
     (peer,) = rule["from"]
