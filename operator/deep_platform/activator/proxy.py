@@ -359,8 +359,11 @@ class Activator:
                 origin = self.pool.origin(base)
                 hosts = frozenset({f"{origin[0]}:{origin[1]}", origin[0]})
                 out["Location"] = prefix.location(out["Location"], route.prefix, hosts)
-            if prefix.wants_body(tail, out.get("Content-Type", ""), out.get("Content-Encoding")) and (
-                upstream.length is None or upstream.length <= prefix.MAX_REWRITE
+            rewrite = request.method == "GET" and upstream.status == 200
+            if (
+                rewrite
+                and prefix.wants_body(tail, out.get("Content-Type", ""), out.get("Content-Encoding"))
+                and (upstream.length is None or upstream.length <= prefix.MAX_REWRITE)
             ):
                 data = await upstream.read()
                 if len(data) <= prefix.MAX_REWRITE:
