@@ -32,6 +32,9 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--remote-debugging-port=0",
+    # a page navigated away from closes its WebSockets, as a closed tab does (not kept in the
+    # back-forward cache with them open: the DevEnvironment idle test leaves JupyterLab this way)
+    "--disable-features=BackForwardCache",
 ]
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from deep_platform.api import InferenceService
+from deep_platform.api.devenvironment import DevEnvironmentStatus
 from deep_platform.api.inferenceservice import InferenceServiceStatus
 from deep_platform.api.module import ModuleStatus
 from deep_platform.api.trainingjob import TrainingJobStatus
@@ -21,12 +22,13 @@ from deep_platform.builders.inferenceservice import VERSION_ANNOTATION
 from deep_platform.builders.trainingjob import CONTAINER_NAME
 from deep_platform.builders.trainingjob_observe import observe
 from deep_platform.conditions import set_condition
+from deep_platform.controllers import devenvironment as dec
 from deep_platform.controllers import trainingjob as tjc
 from deep_platform.controllers.inferenceservice import serving_conditions
 from deep_platform.controllers.reconciler import invalid_spec_status
 from tests.chart import chart
 
-KINDS = ("Module", "TrainingJob", "InferenceService")
+KINDS = ("Module", "TrainingJob", "InferenceService", "DevEnvironment")
 LUA = {kind: (chart.CHART / "files" / "argocd" / f"{kind}.lua").read_text() for kind in KINDS}
 KEY = "resource.customizations.health.deep-hybrid-datacloud.eu_{}"
 GENERATION = 4
@@ -301,6 +303,43 @@ def test_module_health() -> None:
     )
     assert health("Module", invalid) == ("Degraded", "InvalidSpec: spec.image: required")
     assert health("Module", None)[0] == "Progressing"
+
+
+# -- DevEnvironment: phase and Ready as the controller's observe() writes them
+
+
+def devenv(replicas: int, ready: int, pods: list[dict[str, Any]] | None = None) -> DevEnvironmentStatus:
+    status = DevEnvironmentStatus()
+    deployment = {"spec": {"replicas": replicas}, "status": {"readyReplicas": ready}}
+    dec.observe(status, deployment, pods or [], GENERATION)
+    status.observed_generation = GENERATION
+    return status
+
+
+CRASHING = {"metadata": {}, "status": {"containerStatuses": [
+    {"name": "ide", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "says"),
+    [
+        (devenv(1, 1), "Healthy", "Running"),
+        (devenv(0, 0), "Healthy", "Sleeping"),  # asleep on purpose: the next request wakes it
+        (devenv(1, 0), "Progressing", "Starting"),
+        (devenv(1, 0, [CRASHING]), "Degraded", "CrashLoopBackOff"),
+        (None, "Progressing", "Waiting for the operator"),
+    ],
+)
+def test_devenvironment_health(status: DevEnvironmentStatus | None, expected: str, says: str) -> None:
+    got, message = health("DevEnvironment", status)
+    assert got == expected and says in message, (got, message)
+
+
+def test_a_devenvironment_that_lost_its_name_is_degraded() -> None:
+    status = DevEnvironmentStatus(observedGeneration=GENERATION)
+    dec.failed(status, "NameTaken", "InferenceService 'x' already serves /ns/x/", GENERATION)
+    assert health("DevEnvironment", status) == (
+        "Degraded", "NameTaken: InferenceService 'x' already serves /ns/x/")
 
 
 # -- one text: the docs and the chart's ConfigMap carry the files verbatim

@@ -28,7 +28,7 @@ def test_kustomize_builds_the_whole_platform() -> None:
     assert result.returncode == 0, result.stderr
     objs = chart.objects(result.stdout)
     kinds = [o["kind"] for o in objs]
-    assert kinds.count("CustomResourceDefinition") == 3
+    assert kinds.count("CustomResourceDefinition") == 4
     assert "Namespace" in kinds
     names = {o["metadata"]["name"] for o in objs}
     assert {"deep-platform-operator", "deep-platform-activator", "deep-platform-web"} <= names

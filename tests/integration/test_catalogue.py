@@ -172,6 +172,8 @@ async def test_http_api_and_pages(operator: Any, apiserver: Any) -> None:
         good = await (await client.get("/catalogue/modules/phyto-plankton-classification")).text()
         tj = yaml.safe_load(good.split('<pre id="trainingjob">')[1].split("</pre>")[0])
         assert tj["kind"] == "TrainingJob" and tj["spec"]["module"] == "phyto-plankton-classification"
+        dev = yaml.safe_load(good.split('<pre id="devenvironment">')[1].split("</pre>")[0])
+        assert dev["kind"] == "DevEnvironment" and dev["spec"]["module"] == "phyto-plankton-classification"
         assert (await client.get("/catalogue/modules/nope")).status == 404
     finally:
         await client.close()

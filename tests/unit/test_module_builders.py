@@ -9,12 +9,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from deep_platform.api import InferenceService, Module, TrainingJob
+from deep_platform.api import DevEnvironment, InferenceService, Module, TrainingJob
 from deep_platform.builders.module import (
     INDEX_LINE_LIMIT,
     SHARD_BUDGET,
     build_catalogue_entry,
     build_index,
+    devenvironment_snippet,
     index_item,
     index_line_too_large,
     inferenceservice_snippet,
@@ -122,3 +123,6 @@ def test_snippets_are_objects_the_api_accepts() -> None:
     assert tj.spec.module == isvc.spec.module == module.name
     assert tj.spec.resources == module.spec.resources.training  # type: ignore[union-attr]
     assert isvc.spec.scaling.min_replicas == 0
+    dev = DevEnvironment.from_body(devenvironment_snippet(module))
+    assert dev.spec.module == module.name and dev.name.endswith("-dev")
+    assert dev.spec.resources == module.spec.resources.training  # type: ignore[union-attr]  # GPUs as training

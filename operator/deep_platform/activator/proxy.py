@@ -26,8 +26,9 @@ from multidict import CIMultiDict
 from ..auth import Refusal, SiteAuth
 from . import metrics, prefix
 from .cluster import Cluster, Failure, utcnow
+from .devenv import DEV_ENVIRONMENTS, DevEnvironments
 from .gate import Gate, count_refusal, refusal_headers
-from .routes import Routes, Target
+from .routes import INFERENCE_SERVICES, Routes, Target
 from .upstream import CHUNK, Pool, UpstreamProtocolError, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ class Activator:
         self.services: dict[str, ServiceState] = {}
         self.pool: Pool | None = None
         self.is_leader = False
-        self.routes = Routes(settings.auth)
+        # InferenceServices first: a name both kinds use stays the InferenceService's
+        self.routes = Routes(settings.auth, (INFERENCE_SERVICES, DEV_ENVIRONMENTS))
+        self.devenvs = DevEnvironments(cluster, resolver)
         self.gate = Gate(cluster, settings.auth)
 
     # --- app -----------------------------------------------------------------------------------
@@ -166,6 +169,7 @@ class Activator:
         if self.pool is not None:
             self.pool.close()
         await asyncio.to_thread(self.routes.stop)
+        await self.devenvs.close()
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "leader": self.is_leader})
@@ -182,6 +186,8 @@ class Activator:
         refused = await self._admit(request, target)
         if refused is not None:
             return refused
+        if target.kind == "DevEnvironment":  # paths kept, WebSockets, the waking page (devenv.py)
+            return await self.devenvs.handle(request, target)
         started = time.perf_counter()
         key = f"{namespace}/{name}"
         state = self.services.get(key)

@@ -55,6 +55,7 @@ class Scaler:
         self.activator.is_leader = await asyncio.to_thread(self.cluster.lead, self.settings.lease_seconds)
         if self.activator.is_leader:
             await self.decide()
+        await self.activator.devenvs.tick(self.activator.is_leader)
 
     async def flush_requests(self) -> None:
         writes = []

@@ -49,7 +49,12 @@ def base_path(dev: DevEnvironment) -> str:
 
 
 def token_secret_name(dev: DevEnvironment) -> str:
-    return f"{dev.name}-ide-token"[:253]
+    return token_secret_name_of(dev.name)
+
+
+def token_secret_name_of(name: str) -> str:
+    """The IDE-token Secret of the DevEnvironment `name` (the activator reads it by name)."""
+    return f"{name}-ide-token"[:253]
 
 
 def home_claim_name(dev: DevEnvironment) -> str:

@@ -220,3 +220,17 @@ def inferenceservice_snippet(module: Module, namespace: str = "default") -> dict
         "metadata": {"name": module.name[:53].rstrip("-."), "namespace": namespace},
         "spec": spec,
     }
+
+
+def devenvironment_snippet(module: Module, namespace: str = "default") -> dict[str, Any]:
+    """A DevEnvironment: JupyterLab with the module's image and training resources, asleep when idle."""
+    spec: dict[str, Any] = {"module": module.name, "ide": "jupyterlab", "idleTimeout": "1h",
+                            "home": {"size": "10Gi"}}
+    if module.spec.resources and module.spec.resources.training:
+        spec["resources"] = module.spec.resources.training.to_api()
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "DevEnvironment",
+        "metadata": {"name": f"{module.name[:49].rstrip('-.')}-dev", "namespace": namespace},
+        "spec": spec,
+    }

@@ -71,6 +71,8 @@ MODULE = """{% extends "base.html" %}
 <pre id="trainingjob">{{ trainingjob }}</pre>{% endif %}
 {% if entry.capabilities.servable %}<h3>Serve it</h3>
 <pre id="inferenceservice">{{ inferenceservice }}</pre>{% endif %}
+<h3>Develop it</h3>
+<pre id="devenvironment">{{ devenvironment }}</pre>
 <p><a href="{{ name|urlencode }}?format=json">JSON</a></p>
 {% endblock %}
 """

@@ -16,7 +16,13 @@ from markupsafe import Markup
 from yarl import URL
 
 from ..api import Module
-from ..builders.module import FACETS, entry_name, inferenceservice_snippet, trainingjob_snippet
+from ..builders.module import (
+    FACETS,
+    devenvironment_snippet,
+    entry_name,
+    inferenceservice_snippet,
+    trainingjob_snippet,
+)
 from ..config import OperatorConfig
 from ..kube import CONFIGMAP, Kube
 from . import linked_data
@@ -164,6 +170,7 @@ async def module_page(request: web.Request) -> web.Response:
            str(meta.get("description") or ""))),
         trainingjob=yaml.safe_dump(trainingjob_snippet(module), sort_keys=False),
         inferenceservice=yaml.safe_dump(inferenceservice_snippet(module), sort_keys=False),
+        devenvironment=yaml.safe_dump(devenvironment_snippet(module), sort_keys=False),
     )
     return web.Response(text=html, content_type="text/html")
 

@@ -138,15 +138,22 @@ def resync_all(rt: runtime.Runtime) -> None:
 # --- the reconciliation ------------------------------------------------------------------------
 
 
+#: (namespace, name, uid) of DevEnvironments whose token Secret exists
+_tokens_made: set[tuple[str, str, str]] = set()
+
+
 def ensure_token_secret(rt: runtime.Runtime, dev: DevEnvironment) -> None:
-    """Create the IDE's token once; never rewrite it (open sessions would lose their sign-in)."""
-    if rt.kube.get(k.SECRET, token_secret_name(dev), dev.namespace) is not None:
+    """Create the IDE's token once; never read nor rewrite it (the operator may only create
+    Secrets: least privilege; open sessions keep their sign-in). 409 AlreadyExists: made before."""
+    made = (dev.namespace or "", dev.name, dev.metadata.uid or "")
+    if made in _tokens_made:
         return
     try:
         rt.kube.create(build_token_secret(dev, secrets.token_urlsafe(32)))
     except k.ApiError as exc:
-        if not exc.conflict:  # 409 AlreadyExists: another reconciliation made it
+        if not exc.conflict:
             raise
+    _tokens_made.add(made)
 
 
 def apply_children(rt: runtime.Runtime, dev: DevEnvironment, module: Module | None) -> tuple[str, str] | None:

@@ -13,20 +13,21 @@ import jinja2
 from aiohttp import web
 
 from .. import kube as k
-from ..api import InferenceService, TrainingJob
+from ..api import DevEnvironment, InferenceService, TrainingJob
 from ..config import OperatorConfig
 from ..signin import Gate, Viewer, viewer_of
 from .progress import progress_of
-from .view import events_by_object, inferenceservice_row, overview, trainingjob_row
+from .view import devenvironment_row, events_by_object, inferenceservice_row, overview, trainingjob_row
 
 KUBE = web.AppKey("kube", k.Kube)
 CONFIG = web.AppKey("config", OperatorConfig)
 ENV = web.AppKey("jinja", jinja2.Environment)
 TRAININGJOB = k.kind_of(TrainingJob)
 INFERENCESERVICE = k.kind_of(InferenceService)
+DEVENVIRONMENT = k.kind_of(DevEnvironment)
 #: kinds that show someone's work: each listed, and its Events shown, only where the viewer may
 #: list that kind (signin: a SubjectAccessReview); a new kind is guarded by adding it here
-GUARDED_KINDS = {kind.kind: kind for kind in (TRAININGJOB, INFERENCESERVICE)}
+GUARDED_KINDS = {kind.kind: kind for kind in (TRAININGJOB, INFERENCESERVICE, DEVENVIRONMENT)}
 
 
 def _now() -> dt.datetime:
@@ -49,7 +50,9 @@ def _namespaces(config: OperatorConfig, wanted: str | None) -> list[str | None]:
 
 
 def _visible(viewer: Viewer, kind: k.Kind, objects: list[Any]) -> list[Any]:
-    return [o for o in objects if viewer.may_list(o["metadata"].get("namespace", ""), kind.plural)]
+    namespaces = [o["metadata"].get("namespace", "") for o in objects]
+    viewer.prefetch(namespaces, kind.plural)  # a cold page: the reviews side by side
+    return [o for o, ns in zip(objects, namespaces, strict=True) if viewer.may_list(ns, kind.plural)]
 
 
 def _visible_events(viewer: Viewer, events: list[Any]) -> list[Any]:
@@ -79,8 +82,11 @@ async def index(request: web.Request) -> web.Response:
     kube, config = request.app[KUBE], request.app[CONFIG]
     wanted = request.query.get("namespace") or None
     namespaces = _namespaces(config, wanted)
-    jobs, services, events = await asyncio.to_thread(_list_all, kube, namespaces, viewer_of(request))
-    groups = overview(jobs, services, events, _now())
+    viewer = viewer_of(request)
+    jobs, services, events = await asyncio.to_thread(_list_all, kube, namespaces, viewer)
+    listed = await asyncio.to_thread(lambda: [o for n in namespaces for o in kube.list(DEVENVIRONMENT, n)])
+    devenvs = _visible(viewer, DEVENVIRONMENT, listed)
+    groups = overview(jobs, services, events, _now(), devenvs)
     return _render(request, "index.html", groups=groups, namespace=wanted, root="")
 
 
@@ -106,6 +112,7 @@ def _detail_handler(kind: k.Kind) -> Any:
         row = (
             trainingjob_row(obj, history, _now())
             if kind == TRAININGJOB
+            else devenvironment_row(obj, history) if kind == DEVENVIRONMENT
             else inferenceservice_row(obj, history)
         )
         progress = (
@@ -130,4 +137,5 @@ def create_app(kube: k.Kube, config: OperatorConfig, gate: Gate) -> web.Applicat
     app.router.add_get("/", index)
     app.router.add_get("/trainingjobs/{namespace}/{name}", _detail_handler(TRAININGJOB))
     app.router.add_get("/inferenceservices/{namespace}/{name}", _detail_handler(INFERENCESERVICE))
+    app.router.add_get("/devenvironments/{namespace}/{name}", _detail_handler(DEVENVIRONMENT))
     return app

@@ -213,11 +213,33 @@ def inferenceservice_row(obj: dict[str, Any], events: list[EventRow]) -> Row:
     return row
 
 
+def devenvironment_row(obj: dict[str, Any], events: list[EventRow]) -> Row:
+    """A DevEnvironment: its phase (Starting, Ready, Sleeping, Failed) and the link to the IDE."""
+    status = obj.get("status") or {}
+    meta = obj.get("metadata") or {}
+    link = f"devenvironments/{meta.get('namespace', '')}/{meta.get('name', '')}"
+    row = Row(
+        **_common(obj, "DevEnvironment", link),
+        phase=status.get("phase") or "Pending",
+        gpu_assigned="",
+        duration="",
+        url=status.get("url") or "",
+        events=events,
+    )
+    row.details.append(("IDE", str((obj.get("spec") or {}).get("ide") or "jupyterlab")))
+    for label, key in (("Last activity", "lastActivityTime"), ("Replicas", "replicas"), ("Image", "image"),
+                       ("Reason", "reason")):
+        if status.get(key) not in (None, ""):
+            row.details.append((label, str(status[key])))
+    return row
+
+
 def overview(
     trainingjobs: list[dict[str, Any]],
     services: list[dict[str, Any]],
     events: list[dict[str, Any]],
     now: dt.datetime,
+    devenvironments: list[dict[str, Any]] = (),  # type: ignore[assignment]
 ) -> dict[str, dict[str, list[Row]]]:
     """{namespace: {"trainingjobs": rows, "inferenceservices": rows}}, sorted by namespace and name."""
     by_object = events_by_object(events)
@@ -234,4 +256,9 @@ def overview(
         meta = obj["metadata"]
         key = ("InferenceService", meta.get("namespace", ""), meta["name"])
         bucket(key[1])["inferenceservices"].append(inferenceservice_row(obj, by_object.get(key, [])))
+    for obj in sorted(devenvironments, key=lambda o: o["metadata"]["name"]):
+        meta = obj["metadata"]
+        key = ("DevEnvironment", meta.get("namespace", ""), meta["name"])
+        row = devenvironment_row(obj, by_object.get(key, []))
+        bucket(key[1]).setdefault("devenvironments", []).append(row)
     return dict(sorted(result.items()))
