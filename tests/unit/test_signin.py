@@ -11,7 +11,14 @@ from typing import Any
 import jwt
 import pytest
 
-from deep_platform.signin import ClaimError, Identity, SettingsError, SignInSettings, identity_from_claims
+from deep_platform.signin import (
+    ClaimError,
+    Identity,
+    SettingsError,
+    SignInSettings,
+    Viewer,
+    identity_from_claims,
+)
 from deep_platform.signin.access import AccessReviewer
 from deep_platform.signin.oidc import OidcClient, SignInError, pkce_challenge
 from deep_platform.signin.session import PENDING, SESSION, CookieSealer
@@ -127,6 +134,19 @@ def test_access_answers_are_cached_briefly() -> None:
     assert reviewer.may(alice, "list", "trainingjobs", "a") and kube.calls == 2
     failing = AccessReviewer(CountingKube(OSError("unreachable")), ttl=10)  # type: ignore[arg-type]
     assert not failing.may(alice, "list", "trainingjobs", "a")
+
+
+def test_a_page_asks_missing_reviews_once_each_side_by_side() -> None:
+    kube = CountingKube(True)
+    reviewer = AccessReviewer(kube, ttl=60)  # type: ignore[arg-type]
+    alice = Identity("alice", ("system:authenticated",))
+    viewer = Viewer(alice, reviewer)
+    viewer.prefetch(["a", "b", "c", "a"], "trainingjobs")
+    assert kube.calls == 3
+    assert all(viewer.may_list(ns, "trainingjobs") for ns in "abc") and kube.calls == 3
+    later = Viewer(alice, reviewer)  # the next page: only d is new
+    later.prefetch(["a", "b", "c", "d"], "trainingjobs")
+    assert all(later.may_list(ns, "trainingjobs") for ns in "abcd") and kube.calls == 4
 
 
 # ID tokens: real tokens of a local issuer, checked as the callback checks them

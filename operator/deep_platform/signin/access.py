@@ -29,13 +29,18 @@ class AccessReviewer:
         self._answers: dict[tuple[str, tuple[str, ...], str, str, str], tuple[bool, float]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, identity: Identity, verb: str, resource: str, namespace: str) -> bool | None:
+        """The answer still fresh, or None when it must be asked."""
+        with self._lock:
+            cached = self._answers.get((identity.username, identity.groups, verb, resource, namespace))
+        return cached[0] if cached is not None and cached[1] > self._clock() else None
+
     def may(self, identity: Identity, verb: str, resource: str, namespace: str) -> bool:
+        known = self.cached(identity, verb, resource, namespace)
+        if known is not None:
+            return known
         key = (identity.username, identity.groups, verb, resource, namespace)
         now = self._clock()
-        with self._lock:
-            cached = self._answers.get(key)
-        if cached is not None and cached[1] > now:
-            return cached[0]
         review = {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SubjectAccessReview",

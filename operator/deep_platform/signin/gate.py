@@ -4,7 +4,8 @@ the middleware that puts a Viewer on each request of the pages it guards."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -19,6 +20,8 @@ from .settings import NONE_UNSAFE, SignInSettings
 VIEWER = "deep_platform.viewer"
 #: how long a started sign-in may take at the issuer
 PENDING_SECONDS = 600
+#: reviews asked side by side for one page (a cold page asks one per namespace and kind)
+PARALLEL_REVIEWS = 8
 #: browsers drop a cookie past 4096 bytes (name and attributes included): refuse rather than loop
 MAX_COOKIE_BYTES = 3800
 
@@ -48,6 +51,20 @@ class Viewer:
         if key not in self._answers:
             self._answers[key] = self.reviewer.may(self.identity, "list", resource, namespace)
         return self._answers[key]
+
+    def prefetch(self, namespaces: Iterable[str], resource: str) -> None:
+        """Ask the reviews of these namespaces that no fresh answer covers, side by side (blocking:
+        call it from a thread), so that a cold page waits for one round trip, not one per namespace."""
+        identity, reviewer = self.identity, self.reviewer
+        if identity is None or reviewer is None:
+            return
+        missing = [ns for ns in set(namespaces) if (ns, resource) not in self._answers
+                   and reviewer.cached(identity, "list", resource, ns) is None]
+        if len(missing) < 2:
+            return
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_REVIEWS, len(missing))) as pool:
+            answers = pool.map(lambda ns: reviewer.may(identity, "list", resource, ns), missing)
+            self._answers.update({(ns, resource): ok for ns, ok in zip(missing, answers, strict=True)})
 
 
 def viewer_of(request: web.Request) -> Viewer:
