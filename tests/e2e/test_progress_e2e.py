@@ -132,6 +132,9 @@ class PodProcess:
             collector = subprocess.Popen(
                 [sys.executable, "-m", "deep_platform", *args], env=env, text=True, stderr=subprocess.PIPE
             )
+            assert collector.stderr is not None
+            started = collector.stderr.readline()  # its SIGTERM handler is set: it reports to the end
+            assert "reporting the progress" in started, started
         self.results[meta["name"]] = subprocess.run(
             command, env=env, cwd=folder, capture_output=True, text=True, timeout=120
         )

@@ -215,6 +215,8 @@ def test_the_stdout_collector_reports_what_the_training_prints(
         text=True,
     )
     try:
+        started_line = collector.stderr.readline() if collector.stderr else ""  # its SIGTERM handler is set
+        assert "reporting the progress" in started_line, started_line
         done = subprocess.run(
             ["sh", "-c", TEE_SCRIPT, "tee", str(output), "deepaas-cli", "train", "--epochs=4"],
             env=env,

@@ -91,6 +91,7 @@ def follow(path: str, pattern: str | None, interval: float) -> int:
     the pod: a report that does not go through is kept and sent with the next one."""
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    log.info("reporting the progress %s shows, until SIGTERM", path)
     parser = LineParser(pattern)
     unsent: Report | None = None
     last_sent = 0.0
