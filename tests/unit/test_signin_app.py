@@ -103,3 +103,14 @@ async def test_too_many_groups_for_a_cookie_is_said(client: TestClient[Any, Any]
         callback = "/" + answer.headers["Location"].split("/", 3)[3]  # the path, on the test client
     response = await client.get(callback, allow_redirects=False)
     assert response.status == 403 and "301 groups do not fit" in await response.text()
+
+
+def test_the_web_command_stops_on_a_wrong_setting_naming_it() -> None:
+    import subprocess
+
+    env = {**os.environ, "DEEP_WEB_AUTH_MODE": "oidc", "DEEP_OIDC_ISSUER": "https://iam.example.org",
+           "DEEP_OIDC_CLIENT_ID": "deep", "DEEP_WEB_COOKIE_KEY_FILE": ""}
+    done = subprocess.run(["deep-platform", "web", "--port", "0"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 1
+    assert "web.auth.cookieSecret" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -34,22 +34,23 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     from ..config import OperatorConfig
     from ..kube import Kube, load_configuration
+    from ..signin import SettingsError, SignInSettings
     from ..web import create_app
 
     config = OperatorConfig()
     if args.platform_namespace:
         config.platform_namespace = args.platform_namespace
     try:
+        signin = SignInSettings.from_env()
+    except SettingsError as exc:  # a sign-in setting (the chart's web.auth) is wrong
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
         kube = Kube(load_configuration(), component="web")
     except Exception as exc:  # kubeconfig missing or unreadable
         print(f"error: no Kubernetes configuration found ({exc}); set KUBECONFIG", file=sys.stderr)
         return 1
-    try:
-        app = create_app(kube, config)
-    except ValueError as exc:  # a sign-in setting (the chart's web.auth) is wrong
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    aioweb.run_app(app, port=args.port)
+    aioweb.run_app(create_app(kube, config, signin), port=args.port)
     return 0
 
 
