@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from deep_platform.builders.trainingjob_progress import TEE_SCRIPT
 from deep_platform.config import OperatorConfig
@@ -29,6 +30,7 @@ from deep_platform.progress.auth import Identity, Refused
 from deep_platform.progress.tracker import (
     REFUSED,
     STATUS_WRITES,
+    TRACKER,
     history_configmap_name,
     history_from_configmap,
 )
@@ -40,6 +42,8 @@ pytestmark = pytest.mark.emulator_only(
     "real TokenReview is tests/e2e/test_progress_e2e.py"
 )
 PLATFORM_NS = "deep-platform"
+
+
 def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -131,6 +135,16 @@ def endpoint(operator: Any) -> Any:
     return found
 
 
+def ratio_series() -> dict[str, float]:
+    """deep_training_progress_ratio as /metrics shows it, by TrainingJob name."""
+    return {
+        sample.labels["name"]: sample.value
+        for family in REGISTRY.collect()
+        if family.name == "deep_training_progress_ratio"
+        for sample in family.samples
+    }
+
+
 def post(url: str, body: Any, token: str | None) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
@@ -182,6 +196,22 @@ def test_a_deepaas_training_pushes_its_progress_into_the_status(
     assert [p["x"] for p in kept["points"]] == [1, 2, 3, 4, 5]
     assert [p["m"]["loss"] for p in kept["points"]] == [0.5, 0.25, 0.125, 0.0625, 0.03125]
 
+    # the operator restarts: what it kept in memory is gone, the history is read back
+    assert ratio_series().get("pushed") == 1.0  # Prometheus: 5 of 5 epochs
+    TRACKER.reset()
+    code, _ = post(
+        f"{endpoint.url}/v1/progress/{NS}/pushed",
+        {"epoch": 5, "metrics": {"val_loss": 0.2}},
+        "token-of-pushed",
+    )
+    assert code == 202
+    kept = wait_until(
+        lambda: (h := history(apiserver, "pushed")) and "val_loss" in h["points"][-1]["m"] and h,
+        10,
+        what="the history, read back and written again",
+    )
+    assert [p["m"].get("loss") for p in kept["points"]] == [0.5, 0.25, 0.125, 0.0625, 0.03125]
+
     # no report for longer than stallAfterSeconds while the pod runs: Stalled
     long_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
     apiserver.patch_status(TJ.plural, NS, "pushed", {"progress": {"lastReportTime": long_ago}})
@@ -191,8 +221,23 @@ def test_a_deepaas_training_pushes_its_progress_into_the_status(
         what="Progressing=False Stalled",
     )
 
-    operator.kube.delete(TJ, "pushed", NS)  # its history goes with it
+    stalled = wait_until(
+        lambda: next(
+            (
+                e
+                for e in apiserver.list("events", NS)
+                if e["involvedObject"]["name"] == "pushed" and e["reason"] == "Stalled"
+            ),
+            None,
+        ),
+        10,
+        what="a Stalled Event",
+    )
+    assert stalled["type"] == "Warning" and "stallAfterSeconds" in stalled["message"]
+
+    operator.kube.delete(TJ, "pushed", NS)  # its history and its Prometheus series go with it
     wait_until(lambda: history(apiserver, "pushed") is None, 10, what="the history ConfigMap deleted")
+    wait_until(lambda: "pushed" not in ratio_series(), 10, what="the series removed")
 
 
 def test_the_stdout_collector_reports_what_the_training_prints(

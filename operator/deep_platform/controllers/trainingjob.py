@@ -343,7 +343,9 @@ QUIET_PENDING = {"JobCreated", "ContainerCreating", "PodInitializing"}
 
 
 def announce(api: k.Kube, body: dict[str, Any], before: TrainingJobStatus, after: TrainingJobStatus) -> None:
-    """One Event per transition of the phase (or of its reason)."""
+    """One Event per transition of the phase (or of its reason), and when a running training's
+    reports stop (Stalled, NoReport) or come back."""
+    announce_progress(api, body, before, after)
     if (before.phase, before.reason) == (after.phase, after.reason) or after.phase is None:
         return
     reason = after.reason if after.phase in ("Pending", "Failed", "Restarting") else after.phase
@@ -352,6 +354,21 @@ def announce(api: k.Kube, body: dict[str, Any], before: TrainingJobStatus, after
     )
     message = f"{after.phase}: {after.message}" if after.message else after.phase
     poster.post(api, body, reason or after.phase, message, warning)
+
+
+STALLED = ("Stalled", "NoReport")
+
+
+def announce_progress(
+    api: k.Kube, body: dict[str, Any], before: TrainingJobStatus, after: TrainingJobStatus
+) -> None:
+    old, new = get_condition(before, "Progressing"), get_condition(after, "Progressing")
+    if new is None or (old is not None and old.reason == new.reason):
+        return
+    if new.reason in STALLED:
+        poster.post(api, body, new.reason, new.message, True)
+    elif new.reason == "Reporting" and old is not None and old.reason in STALLED:
+        poster.post(api, body, "Progressing", "progress reports arrive again", False)
 
 
 class _EventPoster:

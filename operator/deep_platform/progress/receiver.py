@@ -43,6 +43,18 @@ from .tracker import (
 log = logging.getLogger(__name__)
 TJ = k.kind_of(TrainingJob)
 MAX_BODY = 16 * 1024
+#: every key of status.progress but `metrics` (a map: each metric's last value is kept)
+PROGRESS_KEYS = (
+    "epoch",
+    "totalEpochs",
+    "step",
+    "totalSteps",
+    "percent",
+    "summary",
+    "reports",
+    "lastReportTime",
+    "estimatedCompletionTime",
+)
 #: TokenReviews at once; more waiting than BACKLOG answers 503 (retry later)
 REVIEWS_AT_ONCE = 8
 BACKLOG = 256
@@ -123,8 +135,11 @@ class Flusher:
 
     def _write_status(self, key: Key, uid: str, progress: dict[str, Any]) -> None:
         self.tracker.written[key] = (uid, progress)
+        # a merge patch keeps keys it does not name: what the report no longer has goes as null
+        # (an estimated end once the training is done, a total after an operator restart)
+        cleared = {name: None for name in PROGRESS_KEYS if name not in progress}
         try:
-            self.kube.patch_status(TJ, key[1], key[0], {"progress": progress})
+            self.kube.patch_status(TJ, key[1], key[0], {"progress": {**progress, **cleared}})
         except k.ApiError as exc:
             if exc.not_found:  # deleted meanwhile
                 self.tracker.forget(key)
