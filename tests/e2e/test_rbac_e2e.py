@@ -27,7 +27,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from deep_platform import kube as k
 from deep_platform.activator import Activator, Cluster, Scaler, Settings
 from deep_platform.activator.proxy import bound_port, serve
-from deep_platform.api import InferenceService, Module, TrainingJob
+from deep_platform.api import DevEnvironment, InferenceService, Module, TrainingJob
 from deep_platform.config import OperatorConfig
 from deep_platform.gpu.agent import ConfigMapPublisher, GpuAgent, pods_on_node
 from deep_platform.gpu.inventory import LABEL as INVENTORY_LABEL
@@ -48,6 +48,7 @@ COMPONENTS = ("operator", "activator", "web", "gpu-agent")
 #: every option that adds grants (as tests/chart/test_rbac.py renders it)
 EVERY_PATH_VALUES = ["--set", "storage.csiDriver=csi-rclone", "--set", "gpuAgent.podMapping=true"]
 MODULES, TRAININGJOBS, ISVCS = k.kind_of(Module), k.kind_of(TrainingJob), k.kind_of(InferenceService)
+DEVENVS = k.kind_of(DevEnvironment)
 
 
 def helm(server: realserver.RealServer, *args: str) -> str:
@@ -139,6 +140,12 @@ async def test_every_component_as_its_service_account(
         isvc = example("inferenceservice.yaml", namespace)
         isvc["spec"]["scaling"]["scaleToZeroAfter"] = "30s"
         cluster.create(isvc)
+        # a DevEnvironment: its IDE-token Secret (create only), home claim, Deployment, Service
+        devenv = {"apiVersion": "deep-hybrid-datacloud.eu/v1alpha1", "kind": "DevEnvironment",
+                  "metadata": {"name": "lab", "namespace": namespace},
+                  "spec": {"image": "registry.example/jupyter:1", "idleTimeout": "1s",
+                           "auth": {"public": True}}}
+        cluster.create(devenv)
 
         def reconciled(kind: k.Kind, name: str, ns: str | None = None) -> dict[str, Any] | None:
             obj = cluster.get(kind, name, ns)
@@ -146,7 +153,7 @@ async def test_every_component_as_its_service_account(
             return obj if status.get("observedGeneration") == (obj or {})["metadata"]["generation"] else None
 
         made = ((MODULES, module_name, None), (TRAININGJOBS, job["metadata"]["name"], namespace),
-                (ISVCS, isvc["metadata"]["name"], namespace))
+                (ISVCS, isvc["metadata"]["name"], namespace), (DEVENVS, "lab", namespace))
         for kind, name, ns in made:
             def done(kind: k.Kind = kind, name: str = name, ns: str | None = ns) -> dict[str, Any] | None:
                 return reconciled(kind, name, ns)
@@ -167,6 +174,15 @@ async def test_every_component_as_its_service_account(
             url = f"http://127.0.0.1:{bound_port(runner)}/{namespace}/{isvc['metadata']['name']}/v2/models/"
             async with aiohttp.ClientSession() as session, session.get(url) as response:
                 await response.read()
+            # the DevEnvironment: routed, asleep (no ready pod): the waking answer, a wake-up
+            # (lastActivityTime, scale), the IDE token read only once it answers
+            dev_url = f"http://127.0.0.1:{bound_port(runner)}/{namespace}/lab/api"
+            async with aiohttp.ClientSession() as session, session.get(dev_url) as response:
+                assert response.status == 503, await response.text()
+            await asyncio.to_thread(
+                wait_until,
+                lambda: ((cluster.get(DEVENVS, "lab", namespace) or {}).get("status") or {})
+                .get("lastActivityTime"), 20, 0.2, "the activator recorded the DevEnvironment's activity")
             await asyncio.to_thread(
                 wait_until,
                 lambda: (cluster.get(k.DEPLOYMENT, isvc["metadata"]["name"], namespace) or deployment)
@@ -186,7 +202,8 @@ async def test_every_component_as_its_service_account(
             client.session.cookie_jar.update_cookies({SESSION_COOKIE: session})
             for path in ("/catalogue/", "/catalogue/modules?format=json", f"/catalogue/modules/{module_name}",
                          "/dashboard/", f"/dashboard/?namespace={namespace}",
-                         f"/dashboard/trainingjobs/{namespace}/{job['metadata']['name']}"):
+                         f"/dashboard/trainingjobs/{namespace}/{job['metadata']['name']}",
+                         f"/dashboard/devenvironments/{namespace}/lab"):
                 response = await client.get(path)
                 assert response.status == 200, (path, response.status, await response.text())
         # the dashboard asked what the signed-in person may list, and was allowed to ask
@@ -210,7 +227,7 @@ async def test_every_component_as_its_service_account(
         stop.set()
         await asyncio.to_thread(thread.join, 30)
         for kind, name, ns in ((ISVCS, "plankton", namespace), (TRAININGJOBS, "plankton-retrain", namespace),
-                               (MODULES, module_name, None)):
+                               (DEVENVS, "lab", namespace), (MODULES, module_name, None)):
             try:
                 cluster.delete(kind, name, ns)
             except k.ApiError as exc:

@@ -40,7 +40,7 @@ from ..controllers.inferenceservice import FAILURE_REASONS
 from ..kube import DEPLOYMENT, ApiError, kind_of
 from . import metrics, websocket
 from .cluster import Cluster, Failure, parse_duration, parse_time, timestamp, utcnow
-from .routes import Source, Target, parsed_auth
+from .routes import Routes, Source, Target, parsed_auth
 
 log = logging.getLogger(__name__)
 DEV = kind_of(DevEnvironment)
@@ -118,9 +118,11 @@ WAKING_PAGE = """<!doctype html>
 class DevEnvironments:
     """What one activator process does for DevEnvironments."""
 
-    def __init__(self, cluster: Cluster, resolver: Resolver, cold_start_timeout: float = 300.0,
-                 retry_after: int = REFRESH_SECONDS) -> None:
+    def __init__(self, cluster: Cluster, resolver: Resolver, routes: Routes | None = None,
+                 cold_start_timeout: float = 300.0, retry_after: int = REFRESH_SECONDS) -> None:
         self.cluster = cluster
+        #: the activator's routing table: no DevEnvironment in it, no idle check (no API call)
+        self.routes = routes
         self.resolver = resolver
         self.cold_start_timeout = cold_start_timeout
         self.retry_after = retry_after
@@ -331,7 +333,7 @@ class DevEnvironments:
         for result in await asyncio.gather(*writes, return_exceptions=True):
             if isinstance(result, Exception):
                 log.warning("could not write lastActivityTime: %s", result)
-        if leader:
+        if leader and (self.routes is None or self.routes.by_kind.get(KIND)):
             await self.sleep_idle()
 
     async def sleep_idle(self) -> None:

@@ -142,7 +142,7 @@ class Activator:
         self.is_leader = False
         # InferenceServices first: a name both kinds use stays the InferenceService's
         self.routes = Routes(settings.auth, (INFERENCE_SERVICES, DEV_ENVIRONMENTS))
-        self.devenvs = DevEnvironments(cluster, resolver)
+        self.devenvs = DevEnvironments(cluster, resolver, self.routes)
         self.gate = Gate(cluster, settings.auth)
 
     # --- app -----------------------------------------------------------------------------------
