@@ -115,6 +115,45 @@ class TrainingJobPhases(Collector):
 TRAININGJOBS = TrainingJobPhases()
 REGISTRY.register(TRAININGJOBS)
 
+#: every phase a DevEnvironment status can show
+DEVENVIRONMENT_PHASES = ("Starting", "Ready", "Sleeping", "Failed")
+
+
+class DevEnvironmentPhases(Collector):
+    """DevEnvironments by phase, from the controller's watch (awake ones hold GPUs; asleep not)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._phase: dict[tuple[str, str], str] = {}
+
+    def observe(self, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        with self._lock:
+            self._phase[key] = str((body.get("status") or {}).get("phase") or "Starting")
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._phase.pop((namespace, name), None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            phases = list(self._phase.values())
+        counts = dict.fromkeys(DEVENVIRONMENT_PHASES, 0)
+        for phase in phases:
+            counts[phase] = counts.get(phase, 0) + 1
+        family = GaugeMetricFamily(
+            "deep_operator_devenvironments", "DevEnvironments the operator watches, by status.phase.",
+            labels=["phase"],
+        )
+        for phase, count in counts.items():
+            family.add_metric([phase], count)
+        yield family
+
+
+DEVENVIRONMENTS = DevEnvironmentPhases()
+REGISTRY.register(DEVENVIRONMENTS)
+
 
 class Requeue(Exception):  # a signal, not an error
     """Raised by a reconciler to be called again later; counted as result="requeue"."""

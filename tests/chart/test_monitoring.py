@@ -132,7 +132,8 @@ def test_the_selector_reader_reads_promql() -> None:
 def test_dashboard_covers_what_running_the_platform_needs() -> None:
     text = " ".join(expr for _, expr in dashboard_queries())
     for metric in (
-        "deep_operator_trainingjobs", "deep_operator_reconcile_errors_total", "deep_activator_requests_total",
+        "deep_operator_trainingjobs", "deep_operator_devenvironments", "deep_operator_reconcile_errors_total",
+        "deep_activator_requests_total",
         "deep_activator_request_duration_seconds_bucket", "deep_activator_queue_depth",
         "deep_activator_cold_start_duration_seconds_bucket", "deep_activator_scale_total",
         "deep_gpu_utilization_percent", "deep_gpu_memory_used_bytes", "deep_gpu_workload_utilization_percent",

@@ -39,6 +39,11 @@ def test_children_secret_and_status(operator: Any) -> None:
     assert st["url"].endswith(f"/{NS}/alice-dev/")
     assert st["tokenSecret"] == "alice-dev-ide-token"
     assert st["image"] == "registry.example/jupyter:1"
+    # the phase gauge follows the watch (the operator runs in this process)
+    from prometheus_client import REGISTRY
+
+    counted = lambda: REGISTRY.get_sample_value("deep_operator_devenvironments", {"phase": st["phase"]})  # noqa: E731
+    assert wait_until(lambda: (counted() or 0) >= 1, 10, what="deep_operator_devenvironments")
     dev = api.get(DEV, "alice-dev", NS)
     assert dev is not None
     uid = dev["metadata"]["uid"]

@@ -26,7 +26,7 @@ from ..builders import pod as podparts
 from ..builders.devenvironment import build_children, build_token_secret, dev_image, token_secret_name
 from ..conditions import set_condition
 from ..config import site_settings
-from ..metrics import instrumented
+from ..metrics import DEVENVIRONMENTS, instrumented
 from ..storage_check import set_storage_condition, storage_problem
 from . import resync, retry, runtime, storage_volumes
 from .inferenceservice import FAILURE_REASONS, STORAGE_FAILURE_REASONS, pod_failure
@@ -52,8 +52,11 @@ def _key(obj: dict[str, Any]) -> Key:
 
 
 def on_devenvironment(type_: str, obj: dict[str, Any]) -> None:
-    if type_ != "DELETED":  # children go by garbage collection
-        watches.add(_key(obj))
+    if type_ == "DELETED":  # children go by garbage collection
+        DEVENVIRONMENTS.forget(*_key(obj))
+        return
+    DEVENVIRONMENTS.observe(obj)  # our own status writes too: they carry the phase
+    watches.add(_key(obj))
 
 
 def on_child(_type: str, obj: dict[str, Any]) -> None:
