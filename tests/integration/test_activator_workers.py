@@ -49,6 +49,14 @@ def test_two_workers_share_the_port_each_with_lease_and_metrics(tmp_path: Path, 
     env.pop("POD_NAME", None)
     command = [sys.executable, "-m", "deep_platform", "activator", "--workers", "2", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--metrics-port", str(metrics_port), "--tick", "0.1"]
+    apiserver.create(
+        {
+            "apiVersion": "deep-hybrid-datacloud.eu/v1alpha1",
+            "kind": "InferenceService",
+            "metadata": {"name": "plain", "namespace": "default"},
+            "spec": {"image": "registry.example/tiny:1"},
+        }
+    )
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
 
@@ -69,6 +77,10 @@ def test_two_workers_share_the_port_each_with_lease_and_metrics(tmp_path: Path, 
             assert status == 404 and json.loads(body)["error"] == "NotFound"
         status, body = fetch(f"http://127.0.0.1:{port}/healthz")
         assert status == 200 and "leader" in json.loads(body)
+        # secure by default: the command requires a token where neither spec.auth nor a site
+        # issuer says which (the chart passes activator.auth; tests set Settings.auth)
+        status, body = fetch(f"http://127.0.0.1:{port}/default/plain/v2/models/")
+        assert status == 401 and json.loads(body)["reason"] == "AuthNotConfigured", body
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=20)

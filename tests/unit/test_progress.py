@@ -141,6 +141,21 @@ def test_keras_lines_and_katib_pairs() -> None:
     parser.feed("epoch=4 loss=0.125 lr=1e-3 note=abc")
     found = parser.report()
     assert found is not None and found.epoch == 4 and found.metrics == {"loss": 0.125, "lr": 0.001}
+    for lines, epoch in [
+        (["Epoch 2/3", "469/469 - 3s - 6ms/step - loss: 0.3 - accuracy: 0.9"], 2),  # verbose=2
+        (["Epoch 2/3", "469/469 ━━━━━━━━━━━━━━━━━━━━ 3s 6ms/step - accuracy: 0.9 - loss: 0.3"], 2),  # Keras 3
+        (
+            ["Epoch 2/3", "100/469 ━━━━━━━━━━━━━━━━━━━━ 1s 4ms/step - accuracy: 0.9 - loss: 0.3"],
+            1,
+        ),  # under way
+    ]:
+        for line in lines:
+            parser.feed(line)
+        found = parser.report()
+        assert found is not None and (found.epoch, found.metrics) == (
+            epoch,
+            {"loss": 0.3, "accuracy": 0.9},
+        ), lines
     custom = LineParser(r"(?P<name>\w+) is (?P<value>[0-9.]+)")
     custom.feed("loss is 0.75, epoch is 2")
     found = custom.report()
@@ -329,3 +344,44 @@ def test_keras_and_lightning_callbacks_report_each_epoch(monkeypatch: pytest.Mon
     ]
     monkeypatch.undo()
     importlib.reload(callbacks)
+
+
+# --- the controller skips the endpoint's echoes that cannot change Progressing -------------------
+
+
+def test_the_controller_skips_only_echoes_that_change_nothing_of_its_own() -> None:
+    from deep_platform.controllers.trainingjob import _is_echo
+    from deep_platform.progress.tracker import TRACKER
+
+    progress = {"epoch": 3, "totalEpochs": 15, "summary": "3/15", "metrics": {"loss": 0.3}}
+
+    def body(
+        phase: str, reason: str | None, written: dict[str, Any] = progress, generation: int = 1
+    ) -> dict[str, Any]:
+        conditions = [{"type": "Progressing", "status": "True", "reason": reason}] if reason else []
+        return {
+            "metadata": {
+                "namespace": "ns",
+                "name": "echo",
+                "uid": "u1",
+                "generation": generation,
+                "resourceVersion": "99",
+            },
+            "status": {
+                "observedGeneration": 1,
+                "phase": phase,
+                "progress": written,
+                "conditions": conditions,
+            },
+        }
+
+    TRACKER.written[("ns", "echo")] = ("u1", dict(progress))
+    try:
+        assert _is_echo(body("Running", "Reporting"))
+        assert _is_echo(body("Succeeded", "Succeeded"))
+        assert not _is_echo(body("Running", None))  # the first report: the condition appears
+        assert not _is_echo(body("Running", "Stalled"))  # reports came back
+        assert not _is_echo(body("Running", "Reporting", {**progress, "epoch": 4}))  # not what it wrote
+        assert not _is_echo(body("Running", "Reporting", generation=2))  # a spec change rides along
+    finally:
+        TRACKER.written.pop(("ns", "echo"), None)

@@ -16,8 +16,10 @@ KERAS_EPOCH = re.compile(r"^\s*Epoch\s+(\d+)\s*/\s*(\d+)\s*$")
 #: `Step 120/5000` (the same shape, in steps)
 KERAS_STEP = re.compile(r"^\s*Step\s+(\d+)\s*/\s*(\d+)\s*$")
 METRIC_NAME = re.compile(METRIC_NAME_PATTERN)
-#: Keras' progress bar: `469/469 [====...] - 3s 5ms/step - loss: 0.2 - accuracy: 0.94`
-KERAS_BAR = re.compile(r"^\s*(\d+)/(\d+)\s+\[")
+#: Keras' batch lines: `469/469 [====...] - 3s 5ms/step - loss: 0.2 - accuracy: 0.94` (Keras 2),
+#: `469/469 - 3s - loss: 0.2` (verbose=2, or output that is no terminal), `469/469 ━━━━ 3s
+#: 6ms/step - accuracy: 0.94 - loss: 0.2` (Keras 3)
+KERAS_BAR = re.compile(r"^\s*(\d+)/(\d+)\s")
 KERAS_METRIC = re.compile(
     r"\s-\s(?P<name>[A-Za-z_][\w.]*):\s*(?P<value>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
 )
