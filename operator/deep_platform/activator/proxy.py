@@ -236,6 +236,9 @@ class Activator:
 
     async def _serve(self, request: web.Request, state: ServiceState, target: Target) -> web.StreamResponse:
         for attempt in range(2):
+            failure = target.failure
+            if not state.ready and failure is not None:  # the watched status says it: no API call
+                return self._error(failure.code, failure.reason, failure.message, retry=failure.retry)
             if not state.ready:
                 refusal = await self._hold(state)
                 if refusal is not None:

@@ -25,6 +25,7 @@ from ..auth import Policy, SiteAuth, policy_for
 from ..builders.inferenceservice import service_name_for
 from ..controllers.informer import Informer
 from ..kube import Kind, Kube, kind_of
+from .cluster import Failure, failure_of
 
 log = logging.getLogger(__name__)
 ISVC = kind_of(InferenceService)
@@ -44,6 +45,8 @@ class Target:
     forward_authorization: bool = False
     #: whether the scale-from-zero machinery (Deployment, scaler) applies
     scales: bool = True
+    #: the operator's verdict that the target cannot start (its Ready condition), as last watched
+    failure: Failure | None = None
 
     @property
     def prefix(self) -> str:
@@ -81,6 +84,7 @@ def inference_service_target(obj: dict[str, Any], site: SiteAuth) -> Target:
         service_name_for(name),
         policy,
         forward_authorization=bool(auth and auth.forward_authorization),
+        failure=failure_of(obj),
     )
 
 
