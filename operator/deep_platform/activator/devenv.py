@@ -58,6 +58,8 @@ RESPONSE_DROPPED = frozenset(
 ACTIVITY_WRITE_SECONDS = 2.0
 #: how long the IDE's token is used before the Secret is read again
 TOKEN_TTL = 60.0
+#: responses up to this size are read whole and sent at once
+SMALL_BODY = 64 * 1024
 #: seconds the waking page waits before it reloads
 REFRESH_SECONDS = 2
 #: an IDE that has not answered yet is given this long before it may be put to sleep
@@ -215,6 +217,14 @@ class DevEnvironments:
             request.method, url, headers=headers, data=body, allow_redirects=False
         ) as upstream:
             out = [(k, v) for k, v in upstream.headers.items() if k.lower() not in RESPONSE_DROPPED]
+            length = upstream.content_length
+            if length is not None and length <= SMALL_BODY and request.method != "HEAD":
+                # small (most of the IDE's REST calls): one send to the client
+                body_bytes = await upstream.read()
+                small = web.Response(status=upstream.status, reason=upstream.reason, body=body_bytes)
+                for k, v in out:
+                    small.headers.add(k, v)
+                return small
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for k, v in out:
                 response.headers.add(k, v)
