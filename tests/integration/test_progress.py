@@ -323,3 +323,30 @@ def test_bad_and_foreign_tokens_other_trainingjobs_and_floods_are_refused_and_co
     assert progress_of(apiserver, "theirs") == {}  # nothing reached the other TrainingJob
     time.sleep(1.5)
     assert progress_of(apiserver, "mine")["epoch"] == 1
+
+
+def test_histories_of_trainingjobs_deleted_while_no_operator_ran_are_swept(
+    apiserver: Any, request: Any
+) -> None:
+    """What a TrainingJob deleted during an operator outage left behind goes when it starts."""
+    live = apiserver.create(trainingjob("alive", image="me/model:1"))
+    for name, uid in (("alive", live["metadata"]["uid"]), ("deleted", "uid-of-a-deleted-one")):
+        apiserver.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": history_configmap_name(NS, name),
+                    "namespace": PLATFORM_NS,
+                    "labels": {"deep-hybrid-datacloud.eu/progress-of": "trainingjob"},
+                    "annotations": {
+                        "deep-hybrid-datacloud.eu/progress-of-namespace": NS,
+                        "deep-hybrid-datacloud.eu/progress-of-name": name,
+                    },
+                },
+                "data": {"history.json": json.dumps({"uid": uid, "points": []})},
+            }
+        )
+    request.getfixturevalue("operator")  # starts now
+    wait_until(lambda: history(apiserver, "deleted") is None, 10, what="the orphan history deleted")
+    assert history(apiserver, "alive") is not None

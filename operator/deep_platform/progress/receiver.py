@@ -107,6 +107,10 @@ class Flusher:
         self.flush(final=True)
 
     def _loop(self) -> None:
+        try:
+            self.sweep()
+        except Exception:  # a sweep that failed leaves ConfigMaps, nothing worse
+            log.exception("progress history sweep failed")
         while not self.stopping.wait(0.25):
             try:
                 self.flush()
@@ -132,6 +136,23 @@ class Flusher:
             self._write_history(key, history)
         for key in gone:
             self._delete_history(key)
+
+    def sweep(self) -> int:
+        """Delete the histories of TrainingJobs deleted (or made again) while no operator ran;
+        later deletions are seen on the watch. Returns how many went."""
+        gone = 0
+        for body in self.kube.list(
+            k.CONFIGMAP, self.platform_namespace, label_selector=f"{HISTORY_LABEL}=trainingjob"
+        ):
+            meta = body["metadata"]
+            notes = meta.get("annotations") or {}
+            namespace, name = notes.get(f"{HISTORY_LABEL}-namespace"), notes.get(f"{HISTORY_LABEL}-name")
+            owner = self.kube.get(TJ, name, namespace) if namespace and name else None
+            kept = history_from_configmap(body) or {}
+            if owner is None or owner["metadata"].get("uid") != kept.get("uid"):
+                self.kube.delete(k.CONFIGMAP, meta["name"], self.platform_namespace)
+                gone += 1
+        return gone
 
     def _write_status(self, key: Key, uid: str, progress: dict[str, Any]) -> None:
         self.tracker.written[key] = (uid, progress)
