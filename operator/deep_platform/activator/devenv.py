@@ -175,7 +175,10 @@ class DevEnvironments:
             state.ready = True
         token = await self._token(state)
         base = self.resolver(state.namespace, target.service)
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in DROPPED]
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in DROPPED | {"cookie"}]
+        cookies = ide_cookies(request.headers.getall("Cookie", []))
+        if cookies:
+            headers.append(("Cookie", cookies))
         headers += [
             ("X-Forwarded-Host", request.host),
             ("X-Forwarded-Proto", request.scheme),
@@ -418,3 +421,19 @@ def available_since(deployment: dict[str, Any]) -> dt.datetime | None:
         if cond.get("type") == "Available":
             return parse_time(cond.get("lastTransitionTime"))
     return None
+
+
+#: the platform's own cookies (the web app's sign-in, signin/session.py), which the user code an
+#: IDE runs must never see: a visitor of someone's public environment would hand over theirs
+PLATFORM_COOKIE_PREFIX = "deep_"
+
+
+def ide_cookies(headers: list[str]) -> str:
+    """The Cookie header for the IDE: every cookie but the platform's own."""
+    kept = []
+    for header in headers:
+        for part in header.split(";"):
+            name = part.split("=", 1)[0].strip()
+            if name and not name.startswith(PLATFORM_COOKIE_PREFIX):
+                kept.append(part.strip())
+    return "; ".join(kept)
