@@ -37,8 +37,7 @@ from ..builders.trainingjob_observe import (
     resource_problem,
     true_conditions,
 )
-from ..builders.trainingjob_progress import next_stall_check, progressing
-from ..conditions import get_condition, now, set_condition
+from ..conditions import set_condition
 from ..errors import tail
 from ..gpu.inventory import read_inventories_or_none, running_gpu
 from ..metrics import TRAININGJOBS, instrumented
@@ -49,6 +48,7 @@ from . import resync, retry, runtime, storage_volumes
 from .informer import Informer, KeyedQueue
 from .reconciler import parse, write_status
 from .settings import RESYNC_SECONDS
+from .trainingjob_progress import follow_progress, progress_echo, progress_event, stall_check
 
 log = logging.getLogger(__name__)
 KIND = k.kind_of(TrainingJob)
@@ -159,21 +159,7 @@ def _is_echo(obj: dict[str, Any]) -> bool:
         return False
     if mine and own is not None and version is not None and version <= own[1]:
         return True
-    return _progress_echo(obj)
-
-
-def _progress_echo(obj: dict[str, Any]) -> bool:
-    """A status.progress write of the progress endpoint that leaves the `Progressing`
-    condition as it is (reports arriving while it runs; or not running): nothing of ours to
-    change. The first report (the condition appears, or turns True) still reconciles."""
-    if not TRACKER.is_own_write(obj):
-        return False
-    status = obj.get("status") or {}
-    condition: dict[str, Any] = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
-    )
-    phase = status.get("phase")
-    return condition.get("reason") == ("Reporting" if phase == "Running" else phase) is not None
+    return progress_echo(obj)
 
 
 def on_trainingjob(type_: str, obj: dict[str, Any]) -> None:
@@ -345,7 +331,9 @@ QUIET_PENDING = {"JobCreated", "ContainerCreating", "PodInitializing"}
 def announce(api: k.Kube, body: dict[str, Any], before: TrainingJobStatus, after: TrainingJobStatus) -> None:
     """One Event per transition of the phase (or of its reason), and when a running training's
     reports stop (Stalled, NoReport) or come back."""
-    announce_progress(api, body, before, after)
+    progress = progress_event(before, after)
+    if progress is not None:
+        poster.post(api, body, *progress)
     if (before.phase, before.reason) == (after.phase, after.reason) or after.phase is None:
         return
     reason = after.reason if after.phase in ("Pending", "Failed", "Restarting") else after.phase
@@ -354,21 +342,6 @@ def announce(api: k.Kube, body: dict[str, Any], before: TrainingJobStatus, after
     )
     message = f"{after.phase}: {after.message}" if after.message else after.phase
     poster.post(api, body, reason or after.phase, message, warning)
-
-
-STALLED = ("Stalled", "NoReport")
-
-
-def announce_progress(
-    api: k.Kube, body: dict[str, Any], before: TrainingJobStatus, after: TrainingJobStatus
-) -> None:
-    old, new = get_condition(before, "Progressing"), get_condition(after, "Progressing")
-    if new is None or (old is not None and old.reason == new.reason):
-        return
-    if new.reason in STALLED:
-        poster.post(api, body, new.reason, new.message, True)
-    elif new.reason == "Reporting" and old is not None and old.reason in STALLED:
-        poster.post(api, body, "Progressing", "progress reports arrive again", False)
 
 
 class _EventPoster:
@@ -552,40 +525,9 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
         gpu = running_gpu(rt.kube, rt.config.platform_namespace, status.node_name, namespace, status.pod_name)
     status.gpu_product = status.gpu_product or (gpu.product if gpu else None)
     status.gpu_utilization_percent = gpu.utilization_percent if gpu else None
-    follow_progress(tj, status, _key(body), generation)
+    key = _key(body)
+    follow_progress(tj, status, key, generation, lambda: watches.add(key, ("fresh", None)))
     return status
-
-
-class _Deadlines(retry.Backoff):
-    """One pending timer per key, at a delay of the caller's choice."""
-
-    def schedule_in(self, key: Key, delay: float, work: Any) -> None:
-        with self.guard:
-            if key not in self.timers:
-                timer = threading.Timer(delay, self._fire, (key, work))
-                timer.daemon = True
-                self.timers[key] = timer
-                timer.start()
-
-
-#: a running training's stall check: when its reports stop, no event says so
-stall_check = _Deadlines()
-
-
-def follow_progress(tj: TrainingJob, status: TrainingJobStatus, key: Key, generation: int | None) -> None:
-    """The `Progressing` condition, from status.progress (the endpoint's) and the phase; a
-    check is due when reports could have stopped (the endpoint writes only what comes)."""
-    at = now()
-    state = progressing(tj.spec.progress, status.progress, status.phase, status.start_time, at)
-    if state is None:
-        if get_condition(status, "Progressing") is not None:
-            status.conditions = [c for c in status.conditions if c.type != "Progressing"]
-        return
-    set_condition(status, "Progressing", state[0], state[1], state[2], generation)
-    due = next_stall_check(tj.spec.progress, status.progress, status.phase, status.start_time, at)
-    stall_check.reset(key)
-    if due is not None:
-        stall_check.schedule_in(key, due, lambda: watches.add(key, ("fresh", None)))
 
 
 def _job_deleted(
