@@ -385,3 +385,29 @@ def test_the_controller_skips_only_echoes_that_change_nothing_of_its_own() -> No
         assert not _is_echo(body("Running", "Reporting", generation=2))  # a spec change rides along
     finally:
         TRACKER.written.pop(("ns", "echo"), None)
+
+
+def test_a_running_training_is_woken_when_its_reports_could_have_stopped() -> None:
+    import threading
+
+    from deep_platform.api.trainingjob import TrainingJobStatus
+    from deep_platform.conditions import get_condition, now
+    from deep_platform.controllers.trainingjob_progress import follow_progress, stall_check
+
+    tj = trainingjob(progress={"stallAfterSeconds": 30})
+    status = TrainingJobStatus(
+        phase="Running",
+        start_time=now() - dt.timedelta(minutes=5),
+        progress=TrainingJobProgress(epoch=2, last_report_time=now() - dt.timedelta(seconds=29)),
+    )
+    woken = threading.Event()
+    try:
+        follow_progress(tj, status, ("team-a", "retrain"), 1, woken.set)
+        condition = get_condition(status, "Progressing")
+        assert condition is not None and (condition.status.value, condition.reason) == ("True", "Reporting")
+        assert woken.wait(5), "no wake-up when the stall time ran out"  # due about 2 s after the call
+    finally:
+        stall_check.cancel_all()
+    status.progress = None  # a training that never reported and sets no spec.progress: no condition
+    follow_progress(trainingjob(), status, ("team-a", "retrain"), 1, woken.set)
+    assert get_condition(status, "Progressing") is None
