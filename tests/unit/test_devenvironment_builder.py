@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 import kubernetes_validate
@@ -12,7 +11,6 @@ from pydantic import ValidationError
 from deep_platform.api import DevEnvironment, Module
 from deep_platform.builders.devenvironment import (
     JUPYTER_TOKEN_ENV,
-    PERIODIC_COPY_OUT_SCRIPT,
     build_all,
     build_deployment,
     build_home_claim,
@@ -113,30 +111,6 @@ def test_storage_copied_in_and_back_periodically_and_at_stop_never_deleting() ->
     assert "rclone --config \"\" copy" in out["command"][2]
     assert " sync " not in out["command"][2] and "delete" not in out["command"][2]
     assert spec["terminationGracePeriodSeconds"] >= 30
-
-
-def test_periodic_upload_script_uploads_every_period_and_once_more_at_stop(tmp_path: Any) -> None:
-    """The sidecar's shell with a stand-in `rclone` that records its calls."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    calls = tmp_path / "calls"
-    fake = tmp_path / "rclone"
-    fake.write_text(f"#!/bin/sh\nif [ \"$1\" = obscure ]; then echo X; exit 0; fi\necho \"$@\" >> {calls}\n")
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "DEEP_STORAGE_PASSWORD": "pw"}
-    script = PERIODIC_COPY_OUT_SCRIPT.replace("{remote}", "DATA")
-    process = subprocess.Popen(["sh", "-c", script, "sh", "/src", "data:/dst", "1"], env=env)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (not calls.exists() or len(calls.read_text().splitlines()) < 2):
-        time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(10) == 0
-    lines = calls.read_text().splitlines()
-    assert len(lines) >= 3  # twice periodically, once at stop
-    assert all(shlex.split(line)[:4] == ["--config", "copy", "/src", "data:/dst"] for line in lines)
 
 
 def test_home_claim_and_token_secret() -> None:
