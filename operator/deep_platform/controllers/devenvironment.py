@@ -131,6 +131,7 @@ def stop_watches(**_: Any) -> None:
 @resync.every(RESYNC_SECONDS, "devenvironment")
 def resync_all(rt: runtime.Runtime) -> None:
     """Every DevEnvironment once more (an InferenceService that took its name, a lost event)."""
+    _tokens_made.clear()  # a token Secret deleted by hand comes back (one 409 per Secret otherwise)
     namespaces: list[str | None] = list(rt.config.namespaces) or [None]
     for namespace in namespaces:
         for body in rt.kube.list(KIND, namespace):
