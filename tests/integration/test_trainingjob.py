@@ -12,6 +12,7 @@ import yaml
 from deep_platform import kube as k
 from deep_platform.api import Module, TrainingJob
 from deep_platform.builders.module import INDEX_HEAD
+from deep_platform.config import site_settings
 from tests.harness.operator_fixtures import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -436,3 +437,36 @@ def test_a_job_refused_by_a_quota_is_reported_and_retried(
     # later; there, with no node, the new Job's pod is soon Unschedulable rather than JobCreated
     st = wait_until(lambda: (s := status(operator)).get("jobName") == "retrain" and s, 30, what="the Job")
     assert condition(st, "Ready")["status"] == "True" and st["reason"] in ("JobCreated", "Unschedulable")
+
+
+def test_a_new_release_rendering_the_pod_differently_leaves_a_running_job_alone(
+    apiserver: Any, operator: Any, monkeypatch: Any
+) -> None:
+    """An operator upgrade that changes how pods are built (here: the progress endpoint's URL in
+    the pod's env) must not flag running trainings as refusing a change nobody made (a Job's pod
+    template is immutable); what a Job lets change still reaches it."""
+    operator.kube.create(module())
+    operator.kube.create(trainingjob())
+    wait_job_made(operator)
+    before = apiserver.get("jobs", NS, "retrain")["spec"]["template"]
+    monkeypatch.setenv("DEEP_PROGRESS_URL", "http://progress.elsewhere.svc:8090")
+    site_settings.cache_clear()
+    try:
+        operator.kube.patch(TJ, "retrain", NS, {"spec": {"activeDeadlineSeconds": 3600}})
+        spec = lambda: apiserver.get("jobs", NS, "retrain")["spec"]  # noqa: E731
+        wait_until(lambda: spec().get("activeDeadlineSeconds") == 3600, 10, what="the new deadline")
+        assert apiserver.get("jobs", NS, "retrain")["spec"]["template"] == before
+        wait_until(lambda: status(operator).get("observedGeneration") == 2, 10, what="generation 2 observed")
+        ready = condition(status(operator), "Ready")
+        assert ready["reason"] != "JobUpdateRejected", ready
+
+        # a change the user asks of the pod is still refused by the running Job, and said
+        operator.kube.patch(TJ, "retrain", NS, {"spec": {"image": "deephdc/other:1.0"}})
+        wait_until(lambda: status(operator).get("observedGeneration") == 3, 10, what="generation 3 observed")
+        if spec()["template"] == before:  # a real server refuses the new template
+            assert condition(status(operator), "Ready")["reason"] == "JobUpdateRejected"
+        else:  # the emulator does not know templates are immutable: the change was applied
+            assert spec()["template"]["spec"]["containers"][0]["image"] == "deephdc/other:1.0"
+    finally:
+        monkeypatch.delenv("DEEP_PROGRESS_URL")
+        site_settings.cache_clear()

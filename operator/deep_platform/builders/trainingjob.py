@@ -16,6 +16,12 @@ CONTAINER_NAME = "train"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 #: Hash of the Job the operator last applied; equal hash -> nothing to apply (no API write).
 SPEC_HASH_ANNOTATION = "deep-hybrid-datacloud.eu/spec-hash"
+#: Hash of what the TrainingJob and its Module ask of the pod template (template_inputs).
+TEMPLATE_INPUTS_ANNOTATION = "deep-hybrid-datacloud.eu/template-inputs"
+#: The parts of a Job's spec that may change after it is made; its pod template may not.
+MUTABLE_JOB_FIELDS = ("suspend", "activeDeadlineSeconds", "ttlSecondsAfterFinished")
+#: TrainingJob spec fields that reach only those mutable parts
+_MUTABLE_SPEC_FIELDS = {"suspend", "active_deadline_seconds", "ttl_seconds_after_finished"}
 #: Exit codes that fail the Job at once unless spec.nonRetryableExitCodes says otherwise.
 DEFAULT_NON_RETRYABLE = list(range(1, 128))
 TERMINATION_LOG = "/dev/termination-log"
@@ -125,6 +131,40 @@ def spec_hash(job: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def template_inputs(tj: TrainingJob, module: Module | None) -> str:
+    """A hash of what the user asks of the pod template: the TrainingJob's spec (but the fields
+    a running Job may still change) and what its Module adds. A new operator release that
+    renders the same request differently (a new env var, another sidecar) leaves it equal, so a
+    running Job, whose template is immutable, is not flagged as refusing a change nobody made."""
+    resources = training_resources(tj, module)
+    asked = {
+        "spec": tj.spec.model_dump(mode="json", exclude=_MUTABLE_SPEC_FIELDS, exclude_none=True),
+        "image": training_image(tj, module),
+        "resources": resources.model_dump(mode="json", exclude_none=True) if resources else None,
+        "model": module.spec.model if module is not None else None,
+    }
+    text = json.dumps(asked, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def mutable_part(job: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch bringing a live Job to `job` in all a Job lets change after it is made
+    (None removes a field): its labels and annotations and MUTABLE_JOB_FIELDS."""
+    meta = job["metadata"]
+    return {
+        "metadata": {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}},
+        "spec": {name: job["spec"].get(name) for name in MUTABLE_JOB_FIELDS},
+    }
+
+
+def same_request(live: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """The live Job was made for what `desired` asks, only rendered by another release. A Job
+    from a release before template inputs were recorded counts as one: it was made from the
+    TrainingJob as it is unless the spec changed during the upgrade."""
+    made_for = ((live.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_INPUTS_ANNOTATION)
+    return made_for is None or made_for == desired["metadata"]["annotations"][TEMPLATE_INPUTS_ANNOTATION]
+
+
 def outcome_recorded(tj: TrainingJob) -> bool:
     """The TrainingJob's stored status says how the training ended."""
     return tj.status.phase in FINISHED_PHASES
@@ -184,5 +224,8 @@ def build_job(
         },
         "spec": job_spec,
     }
-    job["metadata"]["annotations"] = {SPEC_HASH_ANNOTATION: spec_hash(job)}
+    job["metadata"]["annotations"] = {
+        SPEC_HASH_ANNOTATION: spec_hash(job),
+        TEMPLATE_INPUTS_ANNOTATION: template_inputs(tj, module),
+    }
     return job

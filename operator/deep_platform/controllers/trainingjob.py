@@ -27,6 +27,8 @@ from ..builders.trainingjob import (
     SPEC_HASH_ANNOTATION,
     build_job,
     gpu_count,
+    mutable_part,
+    same_request,
     training_resources,
 )
 from ..builders.trainingjob_observe import (
@@ -479,7 +481,13 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
                 desired = build_job(tj, module, job)
                 wanted = desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
                 live = job["metadata"].get("annotations", {}).get(SPEC_HASH_ANNOTATION)
-        if live != wanted:
+        if live != wanted and job is not None and not created and same_request(job, desired):
+            # only this release renders the pod template differently: a Job's template is fixed
+            # once made, so the Job keeps it and takes what a Job lets change
+            patched = rt.kube.patch(k.JOB, tj.name, namespace, mutable_part(desired))
+            memory.applied_job[_key(body)] = str(patched["metadata"].get("resourceVersion"))
+            job = {**patched, "status": job.get("status") or patched.get("status") or {}}
+        elif live != wanted:
             try:
                 dropped = dropped_fields(job, desired)
                 if dropped is not None:
