@@ -1,9 +1,10 @@
 """The relying party's side of OpenID Connect: discovery, the authorization request with PKCE
-(S256), the code exchange, and the ID token checked with PyJWT against the issuer's JWKS."""
+(S256), the code exchange, and the ID token checked with PyJWT against the issuer's keys, which
+come from the same cache as the activator's (`deep_platform.auth.keys`: asymmetric algorithms only,
+a rotated key fetched on its first use, at most one refetch per interval)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import secrets
@@ -14,12 +15,9 @@ from typing import Any
 import aiohttp
 import jwt
 
+from ..auth.keys import ALGORITHMS, IssuerKeys, KeysUnavailable
 from .settings import SignInSettings
 
-#: signatures accepted on ID tokens: asymmetric only (an HMAC one would need the client secret
-#: as key, and `none` is never accepted)
-ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
-                         "EdDSA")
 #: how long discovery answers are reused
 METADATA_SECONDS = 3600.0
 #: clock skew tolerated between the issuer and this app
@@ -49,12 +47,14 @@ def pkce_challenge(verifier: str) -> str:
 
 
 class OidcClient:
-    def __init__(self, settings: SignInSettings, refresh_cooldown: float = JWKS_REFRESH_COOLDOWN) -> None:
+    def __init__(self, settings: SignInSettings, refresh_cooldown: float = JWKS_REFRESH_COOLDOWN,
+                 keys: IssuerKeys | None = None) -> None:
         self.settings = settings
-        self._refresh_cooldown = refresh_cooldown
         self._metadata: dict[str, Any] | None = None
         self._metadata_until = 0.0
-        self._jwks: jwt.PyJWKClient | None = None
+        # the set is cached, not single keys (those would outlive their retirement); an unknown
+        # kid fetches the set again, at most once per cooldown (key rotation)
+        self.keys = keys or IssuerKeys(max_age=JWKS_SECONDS, refetch_interval=refresh_cooldown)
         self._timeout = aiohttp.ClientTimeout(total=10)
 
     async def metadata(self) -> dict[str, Any]:
@@ -71,10 +71,6 @@ class OidcClient:
                 raise SignInError(f"the issuer's discovery document names {metadata.get('issuer')!r}, not "
                                   f"{self.settings.issuer!r} (web.auth.oidc.issuer must match exactly)")
             self._metadata, self._metadata_until = metadata, time.monotonic() + METADATA_SECONDS
-            # the set is cached, not single keys (those would outlive their retirement); an unknown
-            # kid makes PyJWKClient fetch the set again, after its cooldown (key rotation)
-            self._jwks = jwt.PyJWKClient(metadata["jwks_uri"], cache_keys=False, lifespan=JWKS_SECONDS,
-                                         timeout=10, cooldown_duration=self._refresh_cooldown)
         return self._metadata
 
     async def authorization_url(self, redirect_uri: str, state: str, nonce: str, verifier: str) -> str:
@@ -117,17 +113,25 @@ class OidcClient:
 
     async def verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
         metadata = await self.metadata()
-        assert self._jwks is not None
         offered = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
-        algorithms = [a for a in offered if a in ASYMMETRIC_ALGORITHMS]
+        algorithms = [a for a in offered if a in ALGORITHMS]
         try:
-            key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, id_token)
+            kid = jwt.get_unverified_header(id_token).get("kid")
+            key = await self.keys.key(self.settings.issuer, kid if isinstance(kid, str) else None)
+        except KeysUnavailable as exc:
+            raise SignInError(f"the sign-in service's keys could not be fetched ({exc}); try again later",
+                              502) from None
+        except jwt.InvalidTokenError as exc:
+            raise SignInError(f"the ID token was refused: {exc}") from None
+        if key is None:
+            raise SignInError("the ID token was refused: no signing key of the issuer matches its key id")
+        try:
             claims = jwt.decode(
                 id_token, key.key, algorithms=algorithms, audience=self.settings.client_id,
                 issuer=self.settings.issuer, leeway=LEEWAY_SECONDS,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )
-        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
+        except jwt.InvalidTokenError as exc:
             raise SignInError(f"the ID token was refused: {exc}") from None
         if not nonce or claims.get("nonce") != nonce:
             raise SignInError("the ID token's nonce does not match this sign-in; sign in again")
