@@ -11,19 +11,17 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from ..kube import Kube
+from . import flow
 from .access import AccessReviewer
 from .claims import ClaimError, Identity, identity_from_claims
-from .oidc import OidcClient, SignInError, new_secret
-from .session import PENDING, PENDING_COOKIE, SESSION, SESSION_COOKIE, CookieSealer
+from .flow import MAX_COOKIE_BYTES, PENDING_SECONDS
+from .oidc import OidcClient, SignInError
+from .session import PENDING_COOKIE, SESSION, SESSION_COOKIE, CookieSealer
 from .settings import NONE_UNSAFE, SignInSettings
 
 VIEWER = "deep_platform.viewer"
-#: how long a started sign-in may take at the issuer
-PENDING_SECONDS = 600
 #: reviews asked side by side for one page (a cold page asks one per namespace and kind)
 PARALLEL_REVIEWS = 8
-#: browsers drop a cookie past 4096 bytes (name and attributes included): refuse rather than loop
-MAX_COOKIE_BYTES = 3800
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -76,9 +74,7 @@ def viewer_of(request: web.Request) -> Viewer:
 
 def _local_path(value: str | None) -> str:
     """Where to go after signing in: a path on this site only (no open redirect)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/dashboard/"
-    return value
+    return flow.local_path(value, "/dashboard/")
 
 
 def _page(status: int, title: str, text: str) -> web.Response:
@@ -124,38 +120,28 @@ class Gate:
                             secure=self._secure(request))
 
     async def signin(self, request: web.Request) -> web.StreamResponse:
+        next_path = _local_path(request.query.get("next"))
         if self.open or not self.settings.issuer:
-            raise web.HTTPFound(_local_path(request.query.get("next")))
-        state, nonce, verifier = new_secret(), new_secret(), new_secret()
-        redirect_uri = f"{self._base_url(request)}/callback"
+            raise web.HTTPFound(next_path)
         try:
-            url = await self.oidc.authorization_url(redirect_uri, state, nonce, verifier)
+            redirect_uri = f"{self._base_url(request)}/callback"
+            started = await flow.start(self.oidc, self.sealer, redirect_uri, next_path)
         except SignInError as exc:
             return _page(exc.status, "Sign-in unavailable", str(exc))
-        pending = {"state": state, "nonce": nonce, "verifier": verifier,
-                   "next": _local_path(request.query.get("next"))}
-        redirect = web.HTTPFound(url)
-        sealed = self.sealer.seal(PENDING, pending, PENDING_SECONDS)
-        self._set_cookie(request, redirect, PENDING_COOKIE, sealed, PENDING_SECONDS)
+        redirect = web.HTTPFound(started.url)
+        self._set_cookie(request, redirect, PENDING_COOKIE, started.pending, PENDING_SECONDS)
         raise redirect
 
     async def callback(self, request: web.Request) -> web.StreamResponse:
         if self.open or not self.settings.issuer:
             raise web.HTTPNotFound()
-        pending = self.sealer.open(PENDING, request.cookies.get(PENDING_COOKIE))
-        if pending is None:
-            return _page(400, "Sign-in expired", "This sign-in was not started here or took too long; "
-                         "open the dashboard again to sign in.")
-        if "error" in request.query:
-            return _page(403, "Sign-in refused", f"The sign-in service answered: {request.query['error']}")
-        if request.query.get("state") != pending["state"] or not request.query.get("code"):
-            return _page(400, "Sign-in refused", "The answer does not belong to this sign-in (state "
-                         "differs); open the dashboard again to sign in.")
-        redirect_uri = f"{self._base_url(request)}/callback"
         try:
-            tokens = await self.oidc.exchange(request.query["code"], redirect_uri, pending["verifier"])
-            claims = await self.oidc.verify_id_token(tokens["id_token"], pending["nonce"])
-            identity = identity_from_claims(claims, self.settings)
+            finished = await flow.finish(self.oidc, self.sealer, request.cookies.get(PENDING_COOKIE),
+                                         request.query, f"{self._base_url(request)}/callback",
+                                         "open the dashboard again to sign in")
+            identity = identity_from_claims(finished.claims, self.settings)
+        except flow.FlowError as exc:
+            return _page(exc.status, exc.title, str(exc))
         except SignInError as exc:
             log.info("sign-in failed: %s", exc)
             return _page(exc.status, "Sign-in refused", str(exc))
@@ -169,7 +155,7 @@ class Gate:
             return _page(403, "Sign-in refused", f"Your {len(identity.groups)} groups do not fit in a "
                          "session cookie; the site can narrow them (web.auth.oidc.groupsClaim) or ask the "
                          "issuer for fewer.")
-        redirect = web.HTTPFound(pending["next"])
+        redirect = web.HTTPFound(finished.next)
         self._set_cookie(request, redirect, SESSION_COOKIE, sealed, self.settings.session_seconds)
         redirect.del_cookie(PENDING_COOKIE, path="/")
         raise redirect
