@@ -153,26 +153,34 @@ def run_worker(args: argparse.Namespace, index: int | None) -> int:
     from ..kube import Kube, load_configuration
     from .cluster import Cluster
     from .proxy import Activator, Settings, default_identity, run_loop
+    from .signin import BrowserSignIn, SettingsError
 
     try:
         kube = Kube(load_configuration(), component="activator")
     except Exception as exc:  # kubeconfig missing or unreadable
         print(f"error: no Kubernetes configuration found ({exc}); set KUBECONFIG", file=sys.stderr)
         return 1
+    site = SiteAuth(
+        required=args.auth_required,
+        issuer=args.oidc_issuer,
+        audience=args.oidc_audience,
+        groups_claim=args.groups_claim,
+        username_claim=args.username_claim,
+        secret_tokens=args.secret_tokens,
+    )
+    try:  # the OIDC client for browsers: DEEP_ACTIVATOR_* from the chart's activator.auth.browserSignIn
+        browser = BrowserSignIn.from_env().check(site)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     settings = Settings(
         platform_namespace=args.platform_namespace,
         cold_start_timeout=args.cold_start_timeout,
         queue_limit=args.queue_limit,
         tick=args.tick,
         max_body_size=args.max_body_size,
-        auth=SiteAuth(
-            required=args.auth_required,
-            issuer=args.oidc_issuer,
-            audience=args.oidc_audience,
-            groups_claim=args.groups_claim,
-            username_claim=args.username_claim,
-            secret_tokens=args.secret_tokens,
-        ),
+        auth=site,
+        browser=browser,
     )
     identity = default_identity() if index is None else f"{default_identity()}-w{index}"
     metrics_port = args.metrics_port + (index or 0)

@@ -19,6 +19,7 @@ from ..auth import Caller, Refusal, SiteAuth, TokenChecker, www_authenticate
 from ..auth.tokens import digest
 from . import metrics
 from .routes import Target
+from .signin import Session
 
 log = logging.getLogger(__name__)
 REALM = "deep-platform"
@@ -59,6 +60,37 @@ class Gate:
         if policy.public:
             return None
         return await self.checker.check(authorization, policy, target.namespace, self.secret_tokens)
+
+    def check_session(self, session: Session, target: Target) -> Caller | None:
+        """The caller of a browser session (signin.py), checked as a bearer token's claims are:
+        the session's issuer must be the policy's, then allowedSubjects/allowedGroups; raises
+        Refusal. Secret tokens are never satisfied by a session."""
+        policy = target.policy
+        if policy.public:
+            return None
+        if policy.unusable is not None:
+            raise Refusal(401, "AuthNotConfigured", policy.unusable)
+        if policy.oidc is None:
+            name = policy.token_secret[0] if policy.token_secret else ""
+            raise Refusal(
+                401,
+                "SessionNotAccepted",
+                f"{target.kind} {target.namespace}/{target.name} takes only the bearer tokens of Secret "
+                f"{name!r} (spec.auth.tokenSecret); a browser sign-in does not satisfy it: send the header "
+                "'Authorization: Bearer <token>'",
+            )
+        if session.issuer != policy.oidc.issuer:
+            raise Refusal(
+                401,
+                "SessionIssuerMismatch",
+                f"you are signed in at {session.issuer}, but {target.kind} {target.namespace}/{target.name} "
+                f"accepts only {policy.oidc.issuer} (spec.auth.oidc.issuer): send a bearer token of that "
+                "issuer",
+            )
+        claims = {"sub": session.subject, self.site.groups_claim: list(session.groups)}
+        if self.site.username_claim != "sub":
+            claims[self.site.username_claim] = session.name
+        return self.checker.admit(claims, policy.oidc)
 
     async def secret_tokens(self, namespace: str, name: str, key: str) -> frozenset[bytes] | None:
         cache_key = (namespace, name, key)

@@ -27,8 +27,10 @@ from ..auth import Refusal, SiteAuth
 from . import metrics, prefix
 from .cluster import Cluster, Failure, utcnow
 from .devenv import DEV_ENVIRONMENTS, DevEnvironments
+from .devenv import ide_cookies as without_platform_cookies
 from .gate import Gate, count_refusal, refusal_headers
 from .routes import INFERENCE_SERVICES, Routes, Target
+from .signin import NOT_CONFIGURED, BrowserSignIn, SignIn, is_navigation
 from .upstream import CHUNK, Pool, UpstreamProtocolError, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,11 @@ HOP_HEADERS = frozenset(
 REQUEST_DROPPED = HOP_HEADERS | {"content-length", "expect"}
 #: a checked token stays with the activator unless the service asks for it (forwardAuthorization)
 CREDENTIAL_HEADERS = frozenset({"authorization"})
+#: the platform's own cookies (sign-in sessions) never reach a model; other cookies pass
+COOKIE = "cookie"
 RESPONSE_DROPPED = HOP_HEADERS | {"content-length"}
+REQUEST_DROPPED_COOKIE = REQUEST_DROPPED | {COOKIE}
+CREDENTIALS_DROPPED = REQUEST_DROPPED_COOKIE | CREDENTIAL_HEADERS
 
 
 def cluster_resolver(namespace: str, name: str) -> str:
@@ -90,6 +96,8 @@ class Settings:
     #: the site's default for services without spec.auth. Open here, for embedding and tests;
     #: `deep-platform activator` and the chart default to required (activator/cli.py)
     auth: SiteAuth = field(default_factory=lambda: SiteAuth(required=False))
+    #: the OIDC client for browsers (signin.py); no client id: browsers need a bearer token too
+    browser: BrowserSignIn = field(default_factory=BrowserSignIn)
 
 
 class BodyTooLarge(Exception):
@@ -144,12 +152,14 @@ class Activator:
         self.routes = Routes(settings.auth, (INFERENCE_SERVICES, DEV_ENVIRONMENTS))
         self.devenvs = DevEnvironments(cluster, resolver, self.routes)
         self.gate = Gate(cluster, settings.auth)
+        self.signin = SignIn(settings.browser, settings.auth, self.gate.checker.keys)
 
     # --- app -----------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=0)
         app.router.add_get("/healthz", self.healthz)
+        self.signin.add_routes(app)  # /.auth/...: before /{namespace}/{name}, which would match it
         app.router.add_route("*", "/{namespace}/{name}", self.handle)
         app.router.add_route("*", "/{namespace}/{name}/{tail:.*}", self.handle)
         app.on_startup.append(self._startup)
@@ -182,7 +192,9 @@ class Activator:
         target = self.routes.get(namespace, name)
         if target is None:  # nothing of that name: no state, no API call, no connection
             metrics.REQUESTS.labels("", "", "404").inc()
-            return self._error(404, "NotFound", f"no InferenceService {name!r} in namespace {namespace!r}")
+            return self._error(
+                404, "NotFound", f"no InferenceService or DevEnvironment {name!r} in namespace {namespace!r}"
+            )
         refused = await self._admit(request, target)
         if refused is not None:
             return refused
@@ -211,21 +223,45 @@ class Activator:
                 state.latency.observe(time.perf_counter() - started)
 
     async def _admit(self, request: web.Request, target: Target) -> web.Response | None:
-        """None when the request may go on; else the refusal (before any wake-up or queueing)."""
+        """None when the request may go on; else the refusal (before any wake-up or queueing).
+        A bearer token is checked when sent; else a browser session (signin.py), if any."""
+        authorization = request.headers.get("Authorization")
+        session = None
         try:
-            await self.gate.check(request.headers.get("Authorization"), target)
+            if authorization is None and not target.policy.public:
+                session = self.signin.session(request)
+            if session is not None:
+                self.gate.check_session(session, target)
+            else:
+                await self.gate.check(authorization, target)
         except Refusal as refusal:
             count_refusal(target, refusal)
-            metrics.REQUESTS.labels(target.namespace, target.name, str(refusal.status)).inc()
-            return web.json_response(
-                {"reason": refusal.reason, "message": refusal.message, "code": refusal.status},
-                status=refusal.status,
-                headers=refusal_headers(refusal),
-            )
+            answer = self._refused(request, refusal, session)
+            metrics.REQUESTS.labels(target.namespace, target.name, str(answer.status)).inc()
+            return answer
         length = request.content_length
         if length is not None and length > self.settings.max_body_size:
             return self._error(413, "RequestTooLarge", self._too_large(length))
         return None
+
+    def _refused(self, request: web.Request, refusal: Refusal, session: Any) -> web.Response:
+        """A browser opening a page without a session is sent to sign in; one with a session that
+        the policy refuses gets a page; everyone else JSON, as an API client expects."""
+        message = refusal.message
+        if refusal.reason == "TokenMissing" and is_navigation(request):
+            if self.signin.enabled:
+                location = self.signin.signin_location(request)
+                return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+            message = f"{message}. {NOT_CONFIGURED}"
+        elif session is not None and is_navigation(request):
+            page = self.signin.refused_page(refusal.status, message, session)
+            page.headers.update(refusal_headers(refusal))
+            return page
+        return web.json_response(
+            {"reason": refusal.reason, "message": message, "code": refusal.status},
+            status=refusal.status,
+            headers=refusal_headers(refusal),
+        )
 
     def _too_large(self, length: int | None) -> str:
         size = f"{length} bytes" if length is not None else "the request body"
@@ -329,8 +365,12 @@ class Activator:
         assert self.pool is not None
         tail = request.match_info.get("tail", "")
         target = upstream_target(request.raw_path, route.prefix)
-        dropped = REQUEST_DROPPED if route.forward_authorization else REQUEST_DROPPED | CREDENTIAL_HEADERS
+        dropped = REQUEST_DROPPED_COOKIE if route.forward_authorization else CREDENTIALS_DROPPED
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in dropped]
+        if COOKIE in request.headers:  # never the platform's cookies (signin.py); others pass
+            cookies = without_platform_cookies(request.headers.getall(COOKIE))
+            if cookies:
+                headers.append(("Cookie", cookies))
         headers.append(("X-Forwarded-Host", request.host))
         headers.append(("X-Forwarded-Proto", request.scheme))
         headers.append(("X-Forwarded-Prefix", route.prefix))
