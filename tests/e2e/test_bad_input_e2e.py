@@ -24,22 +24,26 @@ from typing import Any
 import pytest
 
 from deep_platform import kube as k
-from deep_platform.api import InferenceService, Module, TrainingJob
+from deep_platform.api import DevEnvironment, InferenceService, Module, TrainingJob
 from tests.e2e.conftest import example
 from tests.harness.node_kubelet import NodeKubelet
 
 pytestmark = pytest.mark.timeout(600)
 
-MODULE, TJ, ISVC = k.kind_of(Module), k.kind_of(TrainingJob), k.kind_of(InferenceService)
-KINDS = {"Module": MODULE, "TrainingJob": TJ, "InferenceService": ISVC}
-MODELS: dict[str, Any] = {"Module": Module, "TrainingJob": TrainingJob, "InferenceService": InferenceService}
+MODELS: dict[str, Any] = {"Module": Module, "TrainingJob": TrainingJob, "InferenceService": InferenceService,
+                          "DevEnvironment": DevEnvironment}
+KINDS = {name: k.kind_of(model) for name, model in MODELS.items()}
+MODULE = KINDS["Module"]
+#: the namespaced kinds and the example each one's mutants start from
+EXAMPLES = {"TrainingJob": "trainingjob.yaml", "InferenceService": "inferenceservice.yaml",
+            "DevEnvironment": "devenvironment.yaml"}
 
 #: subtrees of free-form values: not mutated (Module metadata has a condition of its own,
 #: hyperparameter values are the model's business)
 FREE_FORM = {("spec", "metadata"), ("spec", "hyperparameters")}
-QUANTITY_FIELDS = {"cpu", "memory", "ephemeralStorage", "minMemory", "divisor"}
-DURATION_FIELDS = {"scaleToZeroAfter"}
-ENUM_FIELDS = {"mode", "operator", "effect"}
+QUANTITY_FIELDS = {"cpu", "memory", "ephemeralStorage", "minMemory", "divisor", "size"}
+DURATION_FIELDS = {"scaleToZeroAfter", "idleTimeout"}
+ENUM_FIELDS = {"mode", "operator", "effect", "ide"}
 #: (kind, field, mutation) that are valid after all: accepted, never flagged
 VALID = {
     ("TrainingJob", "remotePath", "too-long"),  # a folder name, any length
@@ -47,6 +51,8 @@ VALID = {
     ("TrainingJob", "remotePath", "leading-space"),  # folder names may start or end with a space
     ("TrainingJob", "remotePath", "trailing-space"),
     ("TrainingJob", "activeDeadlineSeconds", "huge"),  # an int64 for the Job: 31,700 years
+    *(("DevEnvironment", "remotePath", why)  # the same folder names as a training's
+      for why in ("too-long", "empty", "leading-space", "trailing-space")),
 }
 
 
@@ -189,6 +195,21 @@ def model_accepts(kind: str, body: dict[str, Any]) -> bool:
     return True
 
 
+def examples_of(module: dict[str, Any], namespace: str) -> dict[str, dict[str, Any]]:
+    """The valid manifests the mutants start from, per kind, using `module`."""
+    bases = {"Module": module}
+    for kind, file in EXAMPLES.items():
+        body = example(file, namespace)
+        body["spec"]["module"] = module["metadata"]["name"]
+        bases[kind] = body
+    # the DevEnvironment's storage Secret the test makes, and an auth subtree to mutate too
+    dev = bases["DevEnvironment"]["spec"]
+    for mount in dev.get("storage", []):
+        mount["secretRef"] = {"name": "nextcloud-credentials"}
+    dev.setdefault("auth", {"oidc": {"allowedGroups": ["plankton-team"]}})
+    return bases
+
+
 def generate(bases: dict[str, dict[str, Any]]) -> list[Case]:
     cases: list[Case] = []
 
@@ -256,8 +277,15 @@ def generate(bases: dict[str, dict[str, Any]]) -> list[Case]:
         neither = drop(drop(bases[kind], ("spec", "module")), ("spec", "image")) if "image" in bases[
             kind]["spec"] else drop(bases[kind], ("spec", "module"))
         add(kind, "spec=no-module-no-image", neither, "module", True)
-    add("InferenceService", "metadata.name=dotted", put(isvc, ("metadata", "name"), "a.b"), "name", True)
-    add("InferenceService", "metadata.name=64-chars", put(isvc, ("metadata", "name"), "a" * 64), "name", True)
+    dev = bases["DevEnvironment"]
+    add("DevEnvironment", "spec.auth=public+oidc", put(dev, ("spec", "auth"), {
+        **dev["spec"]["auth"], "public": True}), "public", True)
+    add("DevEnvironment", "spec.home.storageClassName=upper-case",
+        put(dev, ("spec", "home"), {**dev["spec"]["home"], "storageClassName": "Fast SSD"}),
+        "storageClassName", True)
+    for kind in ("InferenceService", "DevEnvironment"):  # the name is its Service's: a DNS label
+        add(kind, "metadata.name=dotted", put(bases[kind], ("metadata", "name"), "a.b"), "name", True)
+        add(kind, "metadata.name=64-chars", put(bases[kind], ("metadata", "name"), "a" * 64), "name", True)
     return cases
 
 
@@ -315,12 +343,7 @@ def test_malformed_manifests_are_refused_or_flagged(
     api.create(module)
     api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "nextcloud-credentials",
                 "namespace": namespace}, "stringData": {"user": "alice", "password": "token"}})
-    bases = {"Module": module}
-    for kind, file in (("TrainingJob", "trainingjob.yaml"), ("InferenceService", "inferenceservice.yaml")):
-        body = example(file, namespace)
-        body["spec"]["module"] = module["metadata"]["name"]
-        bases[kind] = body
-    cases = generate(bases)
+    cases = generate(examples_of(module, namespace))
     try:
         # names: one per case, the generated one kept where the case is about the name
         for index, case in enumerate(cases):

@@ -8,12 +8,17 @@ the chart applies (`activator.auth`: sign-in required unless a service says `pub
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
 from .common import DNS_SUBDOMAIN_PATTERN, ApiModel
 
 #: an issuer is an absolute https URL (http is accepted for loopback test issuers only)
 ISSUER_PATTERN = r"^(https://[^\s/?#]+(/[^\s?#]*)?|http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/[^\s?#]*)?)$"
+#: a subject or group as a token carries it: never empty, never padded with spaces (a typo that
+#: would never match)
+ClaimValue = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")]
 
 
 class OidcAuth(ApiModel):
@@ -34,12 +39,12 @@ class OidcAuth(ApiModel):
         max_length=256,
         description="Required `aud` of the tokens; defaults to the site's audience from the chart.",
     )
-    allowed_subjects: list[str] = Field(
+    allowed_subjects: list[ClaimValue] = Field(
         default_factory=list,
         max_length=1000,
         description="Token subjects (`sub`) let in; with allowedGroups empty too, any valid token.",
     )
-    allowed_groups: list[str] = Field(
+    allowed_groups: list[ClaimValue] = Field(
         default_factory=list,
         max_length=1000,
         description="Groups (from the site's groups claim) let in; one match is enough.",
