@@ -146,6 +146,8 @@ def test_the_operator_streams_only_its_own_jobs_pods_and_deployments(apiserver: 
         ("pods", f"{kind}=trainingjob"),
         ("pods", f"{kind}=inferenceservice"),
         ("deployments", f"{kind}=inferenceservice"),
+        ("pods", f"{kind}=devenvironment"),
+        ("deployments", f"{kind}=devenvironment"),
     }
 
     def watched() -> set[tuple[str, str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Literal
 
 from ..api.base import CustomObject
@@ -39,6 +41,80 @@ def workload_resources(
     if module is not None and module.spec.resources is not None:
         return getattr(module.spec.resources, purpose)
     return None
+
+
+#: on a Deployment's pod template: a hash of the template as built, so a rollout is recognised
+VERSION_ANNOTATION = "deep-hybrid-datacloud.eu/version"
+#: the port of the Service in front of a serving or IDE pod (to its `http` port)
+SERVICE_PORT = 80
+
+
+def template_version(template: dict[str, Any]) -> str:
+    """A short stable hash of a pod template (before the API server adds its defaults)."""
+    text = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def child_metadata(owner: CustomObject[Any, Any], labels: dict[str, str], name: str | None = None
+                   ) -> dict[str, Any]:
+    """A child's metadata: in the owner's namespace, gone with it (ownerReferences)."""
+    return {
+        "name": name or owner.name,
+        "namespace": owner.namespace,
+        "labels": labels,
+        "ownerReferences": [owner.owner_reference()],
+    }
+
+
+def selector(labels: dict[str, str]) -> dict[str, str]:
+    """The labels that pick one owner's pods."""
+    return {LABEL_KIND: labels[LABEL_KIND], LABEL_NAME: labels[LABEL_NAME]}
+
+
+def http_container(name: str, image: str, port: int, readiness_path: str, env: list[dict[str, Any]],
+                   resources: Resources | None, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A restricted container serving HTTP on `port` (named `http`), ready when the path answers."""
+    return {
+        "name": name,
+        "image": image,
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": env,
+        "resources": resource_requirements(resources),
+        "readinessProbe": {"httpGet": {"path": readiness_path, "port": "http"}, "periodSeconds": 2,
+                           "failureThreshold": 3},
+        "volumeMounts": mounts,
+        "securityContext": container_security_context(),
+        # a crash's last log lines become the termination message the status reports
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def versioned_deployment(owner: CustomObject[Any, Any], labels: dict[str, str], pod_spec: dict[str, Any],
+                         strategy: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
+    """The Deployment of `pod_spec`, its template stamped with its version (VERSION_ANNOTATION).
+    replicas is left out unless given: the activator owns it."""
+    template: dict[str, Any] = {"metadata": {"labels": labels}, "spec": pod_spec}
+    template["metadata"]["annotations"] = {VERSION_ANNOTATION: template_version(template)}
+    spec: dict[str, Any] = {"selector": {"matchLabels": selector(labels)}, "template": template,
+                            "strategy": strategy}
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": child_metadata(owner, labels),
+            "spec": spec}
+
+
+def http_service(owner: CustomObject[Any, Any], labels: dict[str, str], name: str | None = None
+                 ) -> dict[str, Any]:
+    """The Service in front of the owner's pods, port SERVICE_PORT to their `http` port."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_metadata(owner, labels, name),
+        "spec": {
+            "selector": selector(labels),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
 
 
 def labels(owner: CustomObject[Any, Any], component: str, module: str | None) -> dict[str, str]:

@@ -216,12 +216,7 @@ def build_job(
     job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": job_name(tj),
-            "namespace": tj.namespace,
-            "labels": job_labels,
-            "ownerReferences": [tj.owner_reference()],
-        },
+        "metadata": pod.child_metadata(tj, job_labels, job_name(tj)),
         "spec": job_spec,
     }
     job["metadata"]["annotations"] = {

@@ -30,14 +30,13 @@ from ..metrics import DEVENVIRONMENTS, instrumented
 from ..storage_check import set_storage_condition, storage_problem
 from . import resync, retry, runtime, storage_volumes
 from .inferenceservice import FAILURE_REASONS, STORAGE_FAILURE_REASONS, pod_failure
-from .informer import Informer, KeyedQueue
-from .reconciler import announce_transitions, invalid_spec_status, parse, write_status
+from .informer import WatchedQueue
+from .reconciler import announce_transitions, invalid_spec_status, module_of, parse, write_status
 from .settings import RESYNC_SECONDS
 
 log = logging.getLogger(__name__)
 KIND = k.kind_of(DevEnvironment)
 ISVC_KIND = k.kind_of(InferenceService)
-MODULE_KIND = k.kind_of(Module)
 CHILD_LABELS = {podparts.LABEL_KIND: "devenvironment"}
 CHILD_SELECTOR = ",".join(f"{key}={value}" for key, value in CHILD_LABELS.items())
 Key = tuple[str, str]
@@ -56,14 +55,14 @@ def on_devenvironment(type_: str, obj: dict[str, Any]) -> None:
         DEVENVIRONMENTS.forget(*_key(obj))
         return
     DEVENVIRONMENTS.observe(obj)  # our own status writes too: they carry the phase
-    watches.add(_key(obj))
+    watches.add(_key(obj), None)
 
 
 def on_child(_type: str, obj: dict[str, Any]) -> None:
     meta = obj.get("metadata") or {}
     name = (meta.get("labels") or {}).get(podparts.LABEL_NAME)
     if name:
-        watches.add((str(meta.get("namespace") or ""), name))
+        watches.add((str(meta.get("namespace") or ""), name), None)
 
 
 def process(key: Key, _value: None) -> None:
@@ -77,50 +76,17 @@ def process(key: Key, _value: None) -> None:
         reconcile_devenvironment(rt, body)
 
 
-class _Watches:
-    """The DevEnvironment, Deployment and pod watches and the queue to the reconciliation."""
-
-    def __init__(self) -> None:
-        self.queue: KeyedQueue[Key, None] | None = None
-        self.informers: list[Informer] = []
-
-    def add(self, key: Key) -> None:
-        if self.queue is not None:
-            self.queue.add(key, None)
-
-    def start(self, rt: runtime.Runtime) -> None:
-        self.queue = KeyedQueue(process, min(4, rt.config.workers), "devenvironment")
-        namespaces: list[str | None] = list(rt.config.namespaces) or [None]
-        for namespace in namespaces:
-            self.informers += [
-                Informer(rt.kube, KIND, on_devenvironment, namespace),
-                Informer(rt.kube, k.DEPLOYMENT, on_child, namespace, CHILD_SELECTOR),
-                Informer(rt.kube, k.POD, on_child, namespace, CHILD_SELECTOR),
-            ]
-        for informer in self.informers:
-            informer.start()
-        for informer in self.informers:
-            if not informer.listed.wait(30):
-                log.warning("%s: no first list within 30 s; it keeps trying", informer.name)
-
-    def drain(self, timeout: float = 60.0) -> bool:
-        return self.queue.drain(timeout) if self.queue is not None else True
-
-    def stop(self) -> None:
-        for informer in self.informers:
-            informer.stop()
-        self.informers = []
-        if self.queue is not None:
-            self.queue.stop()
-            self.queue = None
-
-
-watches = _Watches()
+watches: WatchedQueue[Key, None] = WatchedQueue("devenvironment", process, (
+    (KIND, on_devenvironment, None),
+    (k.DEPLOYMENT, on_child, CHILD_SELECTOR),
+    (k.POD, on_child, CHILD_SELECTOR),
+))
 
 
 @kopf.on.startup(id="devenvironment-watches-start")
 def start_watches(**_: Any) -> None:
-    watches.start(runtime.current())
+    rt = runtime.current()
+    watches.start(rt.kube, rt.config.namespaces, min(4, rt.config.workers))
 
 
 @kopf.on.cleanup(id="devenvironment-watches-stop")
@@ -132,11 +98,7 @@ def stop_watches(**_: Any) -> None:
 def resync_all(rt: runtime.Runtime) -> None:
     """Every DevEnvironment once more (an InferenceService that took its name, a lost event)."""
     _tokens_made.clear()  # a token Secret deleted by hand comes back (one 409 per Secret otherwise)
-    namespaces: list[str | None] = list(rt.config.namespaces) or [None]
-    for namespace in namespaces:
-        for body in rt.kube.list(KIND, namespace):
-            watches.add(_key(body))
-    watches.drain()
+    watches.add_all(rt.kube, rt.config.namespaces, lambda body: (_key(body), None))
 
 
 # --- the reconciliation ------------------------------------------------------------------------
@@ -175,7 +137,8 @@ def apply_children(rt: runtime.Runtime, dev: DevEnvironment, module: Module | No
         if not retry.refused(exc):
             raise
         what = f"{child.get('kind', 'a child')} {dev.name}"
-        retry.backoff.schedule(key, lambda: watches.add((namespace, dev.name)), soon=retry.transient(exc))
+        retry.backoff.schedule(key, lambda: watches.add((namespace, dev.name), None),
+                               soon=retry.transient(exc))
         return f"{child.get('kind', 'Secret')}Rejected", retry.refusal_message(what, exc)
     retry.backoff.reset(key)
     return None
@@ -220,18 +183,14 @@ def reconcile_devenvironment(rt: runtime.Runtime, body: dict[str, Any]) -> None:
     else:
         status = dev.status.model_copy(deep=True)
         generation = dev.metadata.generation
-        module = None
-        if dev.spec.module:
-            module_body = rt.kube.get(MODULE_KIND, dev.spec.module)
-            module = Module.from_body(module_body) if module_body else None
+        module, missing = module_of(rt.kube, dev.spec)
         status.url = f"{rt.config.activator_url.rstrip('/')}/{dev.namespace}/{dev.name}/"
         if rt.kube.get(ISVC_KIND, dev.name, dev.namespace) is not None:
             failed(status, "NameTaken",
                    f"InferenceService {dev.name!r} already serves /{dev.namespace}/{dev.name}/; "
                    "give the DevEnvironment another name", generation)
-        elif dev.spec.module and module is None and not dev.spec.image:
-            failed(status, "ModuleNotFound",
-                   f"Module {dev.spec.module!r} does not exist; create it or fix spec.module", generation)
+        elif missing is not None:
+            failed(status, "ModuleNotFound", missing, generation)
         elif (storage_issue := storage_problem(dev)) is not None:
             failed(status, storage_issue[0], storage_issue[1], generation)
         elif (refusal := apply_children(rt, dev, module)) is not None:

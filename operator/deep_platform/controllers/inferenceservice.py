@@ -24,11 +24,10 @@ from ..metrics import instrumented
 from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
 from . import resync, retry, runtime, storage_volumes
-from .reconciler import announce_transitions, invalid_spec_status, parse, plain, write_status
+from .reconciler import announce_transitions, invalid_spec_status, module_of, parse, plain, write_status
 from .settings import RESYNC_SECONDS
 
 KIND = kind_of(InferenceService)
-MODULE_KIND = kind_of(Module)
 CHILD_LABELS = {podparts.LABEL_KIND: "inferenceservice"}
 
 #: container states that mean the model will not become ready by waiting (reason -> whether a
@@ -299,19 +298,9 @@ def _reconcile_once(rt: runtime.Runtime, body: dict[str, Any], apply_children: b
     else:
         status = isvc.status.model_copy(deep=True)
         generation = isvc.metadata.generation
-        module = None
-        if isvc.spec.module:
-            module_body = rt.kube.get(MODULE_KIND, isvc.spec.module)
-            module = Module.from_body(module_body) if module_body else None
-        if isvc.spec.module and module is None and not isvc.spec.image:
-            set_condition(
-                status,
-                "Ready",
-                False,
-                "ModuleNotFound",
-                f"Module {isvc.spec.module!r} does not exist; create it or fix spec.module",
-                generation,
-            )
+        module, missing = module_of(rt.kube, isvc.spec)
+        if missing is not None:
+            set_condition(status, "Ready", False, "ModuleNotFound", missing, generation)
         elif module is not None and not module.spec.capabilities.servable:
             set_condition(
                 status,

@@ -7,6 +7,7 @@ TrainingJob controller reads its watches here: one thread per watch parses each 
 the object to a filter, and a few worker threads reconcile, never two for the same key at once,
 the newest event of a key replacing one still waiting (reconciliation is level-based).
 kopf still runs the operator: startup and shutdown, login, the other controllers.
+DevEnvironments are driven the same way; `WatchedQueue` is the wiring both controllers share.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 from .. import kube as k
@@ -208,6 +209,60 @@ class Informer:
         finally:
             self.response = None
         return version
+
+
+def scopes(namespaces: Iterable[str]) -> list[str | None]:
+    """The namespaces to watch and list: the configured ones, or None for all of them."""
+    return list(namespaces) or [None]
+
+
+#: one watch of a `WatchedQueue`: the kind, its handler, and a label selector (None: every object)
+Watch = tuple[k.Kind, Handler, str | None]
+
+
+class WatchedQueue(Generic[K, V]):
+    """The informers of a queue-driven controller and the `KeyedQueue` they feed: started at the
+    operator's startup, stopped at its cleanup. The first watch is the controller's own kind."""
+
+    def __init__(self, name: str, work: Callable[[K, V], None], watches: Sequence[Watch],
+                 keep: Callable[[V, V], bool] = lambda _waiting, _new: False) -> None:
+        self.name, self.work, self.watches, self.keep = name, work, watches, keep
+        self.queue: KeyedQueue[K, V] | None = None
+        self.informers: list[Informer] = []
+
+    def add(self, key: K, value: V) -> None:
+        if self.queue is not None:
+            self.queue.add(key, value)
+
+    def start(self, kube: k.Kube, namespaces: Iterable[str], workers: int) -> None:
+        self.queue = KeyedQueue(self.work, workers, self.name, keep=self.keep)
+        for namespace in scopes(namespaces):
+            self.informers += [Informer(kube, kind, handler, namespace, selector)
+                               for kind, handler, selector in self.watches]
+        for informer in self.informers:
+            informer.start()
+        for informer in self.informers:  # ready means listed, as kopf's own watches
+            if not informer.listed.wait(30):
+                log.warning("%s: no first list within 30 s; it keeps trying", informer.name)
+
+    def add_all(self, kube: k.Kube, namespaces: Iterable[str], entry: Callable[[dict[str, Any]], tuple[K, V]]
+                ) -> bool:
+        """Queue every object of the controller's kind (a resync), and wait for the queue to drain."""
+        for namespace in scopes(namespaces):
+            for body in kube.list(self.watches[0][0], namespace):
+                self.add(*entry(body))
+        return self.drain()
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        return self.queue.drain(timeout) if self.queue is not None else True
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+        self.informers = []
+        if self.queue is not None:
+            self.queue.stop()
+            self.queue = None
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:

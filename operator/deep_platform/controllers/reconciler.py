@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from .. import events
 from .. import kube as k
+from ..api import Module
 from ..api.base import CustomObject, Status
 from ..conditions import get_condition, set_condition, status_patch
 from ..errors import describe_validation_error
@@ -96,3 +97,16 @@ def invalid_spec_status(
     set_condition(status, condition, False, "InvalidSpec", "; ".join(problems), generation)
     status.observed_generation = generation
     return status
+
+
+def module_of(kube: k.Kube, spec: Any) -> tuple[Module | None, str | None]:
+    """The Module `spec.module` names, and, where it does not exist and no `spec.image` replaces
+    it, the message saying so (the reason is ModuleNotFound)."""
+    if not spec.module:
+        return None, None
+    body = kube.get(k.kind_of(Module), spec.module)
+    if body is not None:
+        return Module.from_body(body), None
+    if spec.image:
+        return None, None
+    return None, f"Module {spec.module!r} does not exist; create it or fix spec.module"

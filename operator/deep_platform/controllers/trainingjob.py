@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from .. import events
 from .. import kube as k
-from ..api import GROUP, VERSION, Module, TrainingJob
+from ..api import GROUP, VERSION, TrainingJob
 from ..api.trainingjob import TrainingJobStatus
 from ..builders.pod import GPU_PRODUCT_LABEL, LABEL_KIND
 from ..builders.trainingjob import (
@@ -47,14 +47,13 @@ from ..progress.tracker import TRACKER
 from ..scheduling import gpu_problem, read_nodes
 from ..storage_check import set_storage_condition, storage_problem
 from . import resync, retry, runtime, storage_volumes
-from .informer import Informer, KeyedQueue
-from .reconciler import parse, write_status
+from .informer import WatchedQueue
+from .reconciler import module_of, parse, write_status
 from .settings import RESYNC_SECONDS
 from .trainingjob_progress import follow_progress, progress_echo, progress_event, stall_check
 
 log = logging.getLogger(__name__)
 KIND = k.kind_of(TrainingJob)
-MODULE_KIND = k.kind_of(Module)
 CHILD_LABELS = {LABEL_KIND: "trainingjob"}
 Key = tuple[str, str]
 
@@ -218,52 +217,18 @@ def process(key: Key, work: Work) -> None:
     wake(rt, key)
 
 
-class _Watches:
-    """The TrainingJob, Job and pod watches and the queue between them and the reconciliation,
-    started and stopped with the operator."""
-
-    def __init__(self) -> None:
-        self.queue: KeyedQueue[Key, Work] | None = None
-        self.informers: list[Informer] = []
-
-    def add(self, key: Key, work: Work) -> None:
-        if self.queue is not None:
-            self.queue.add(key, work)
-
-    def start(self, rt: runtime.Runtime) -> None:
-        self.queue = KeyedQueue(process, rt.config.workers, "trainingjob", keep=_keep)
-        namespaces: list[str | None] = list(rt.config.namespaces) or [None]
-        for namespace in namespaces:
-            self.informers += [
-                Informer(rt.kube, KIND, on_trainingjob, namespace),
-                Informer(rt.kube, k.JOB, on_job, namespace, CHILD_SELECTOR),
-                Informer(rt.kube, k.POD, on_pod, namespace, CHILD_SELECTOR),
-            ]
-        for informer in self.informers:
-            informer.start()
-        for informer in self.informers:  # ready means listed, as kopf's own watches
-            if not informer.listed.wait(30):
-                log.warning("%s: no first list within 30 s; it keeps trying", informer.name)
-
-    def drain(self, timeout: float = 60.0) -> bool:
-        return self.queue.drain(timeout) if self.queue is not None else True
-
-    def stop(self) -> None:
-        for informer in self.informers:
-            informer.stop()
-        self.informers = []
-        if self.queue is not None:
-            self.queue.stop()
-            self.queue = None
-
-
-watches = _Watches()
+watches: WatchedQueue[Key, Work] = WatchedQueue("trainingjob", process, (
+    (KIND, on_trainingjob, None),
+    (k.JOB, on_job, CHILD_SELECTOR),
+    (k.POD, on_pod, CHILD_SELECTOR),
+), keep=_keep)
 
 
 @kopf.on.startup(id="trainingjob-watches-start")
 def start_watches(**_: Any) -> None:
     memory.clear()
-    watches.start(runtime.current())
+    rt = runtime.current()
+    watches.start(rt.kube, rt.config.namespaces, rt.config.workers)
 
 
 @kopf.on.cleanup(id="trainingjob-watches-stop")
@@ -276,11 +241,7 @@ def stop_watches(**_: Any) -> None:
 @resync.every(RESYNC_SECONDS, "trainingjob")
 def resync_all(rt: runtime.Runtime) -> None:
     """Reconcile every TrainingJob once (nothing is written where nothing changed)."""
-    namespaces: list[str | None] = list(rt.config.namespaces) or [None]
-    for namespace in namespaces:
-        for body in rt.kube.list(KIND, namespace):
-            watches.add(_key(body), ("fresh", None))
-    watches.drain()
+    watches.add_all(rt.kube, rt.config.namespaces, lambda body: (_key(body), ("fresh", None)))
     storage_volumes.sweep_now_and_then(rt.kube)
 
 
@@ -402,24 +363,18 @@ def desired_status(rt: runtime.Runtime, body: dict[str, Any], before: TrainingJo
         ended = memory.deleted_job.get(_key(body))
         if before.phase in ("Succeeded", "Failed") or ended is not None:
             return _job_deleted(rt, tj, status, before, ended, generation)
-    module: Module | None = None
     problem: tuple[str, str] | None = None
-    if tj.spec.module:
-        module_body = rt.kube.get(MODULE_KIND, tj.spec.module)
-        module = Module.from_body(module_body) if module_body else None
-        if module is None and not tj.spec.image:
-            problem = (
-                "ModuleNotFound",
-                f"Module {tj.spec.module!r} does not exist; create it or fix spec.module",
-            )
-        elif module is not None and not module.spec.capabilities.trainable:
-            problem = (
-                "ModuleNotTrainable",
-                f"Module {module.name} says it cannot be trained (spec.capabilities.trainable is "
-                "false); pick another module in spec.module",
-            )
-        if problem is not None:
-            memory.wait_for_module(tj.spec.module, _key(body))
+    module, missing = module_of(rt.kube, tj.spec)
+    if missing is not None:
+        problem = ("ModuleNotFound", missing)
+    elif module is not None and not module.spec.capabilities.trainable:
+        problem = (
+            "ModuleNotTrainable",
+            f"Module {module.name} says it cannot be trained (spec.capabilities.trainable is "
+            "false); pick another module in spec.module",
+        )
+    if problem is not None and tj.spec.module:
+        memory.wait_for_module(tj.spec.module, _key(body))
     resources = training_resources(tj, module)
     status.gpus = gpu_count(resources) or None
     if problem is None and job is None:
