@@ -29,7 +29,9 @@ from deep_platform.controllers.reconciler import invalid_spec_status
 from tests.chart import chart
 
 KINDS = ("Module", "TrainingJob", "InferenceService", "DevEnvironment")
-LUA = {kind: (chart.CHART / "files" / "argocd" / f"{kind}.lua").read_text() for kind in KINDS}
+#: each check as the chart renders it: the shared prelude, then the kind's own part
+LUA = {kind: "".join((chart.CHART / "files" / "argocd" / f"{part}.lua").read_text()
+                     for part in ("_prelude", kind)) for kind in KINDS}
 KEY = "resource.customizations.health.deep-hybrid-datacloud.eu_{}"
 GENERATION = 4
 
