@@ -10,8 +10,11 @@ checked on each request; the keys fetched once and cached). A verified token's c
 reused for up to a minute (its expiry and the group are still checked per request), so the
 default measures that path; a second activator process with that reuse turned off measures a
 full RS256 verification per request. Load from wrk (one thread, 32 keep-alive connections,
-loopback), interleaved rounds, median. Prints the ratios to `open`.
-Target: the default check costs at most a third of the throughput (ratio >= 0.67).
+loopback), interleaved rounds, median. Prints the ratios to `open`. A third load on `guarded`
+sends no token but the activator's browser session cookie (activator/signin.py: the HS256 cookie
+opened and its claims checked against the policy on each request, the cookie dropped before
+forwarding), to compare a signed-in browser with a bearer token in the same run.
+Target: the default check costs at most a third of the throughput (ratio >= 0.67), a session too.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.activator import WRK_CONNECTIONS, stop, wait_http  # noqa: E402
+from deep_platform.activator.signin import APP, SESSION_COOKIE  # noqa: E402
+from deep_platform.signin.session import SESSION, CookieSealer  # noqa: E402
 from tests.harness.ports import free_port  # noqa: E402
 
 NS = "default"
@@ -37,10 +42,15 @@ AUDIENCE = "deep-platform"
 TARGET = 0.67
 
 
-def run_activator(port: int, apiserver_url: str, backend_port: int, reuse: bool) -> None:
+#: the activator's session cookie key in this benchmark
+COOKIE_KEY = b"bench-cookie-key-of-thirty-two-bytes"
+
+
+def run_activator(port: int, apiserver_url: str, backend_port: int, reuse: bool, issuer_url: str) -> None:
     from deep_platform.activator import Activator, Cluster, Scaler, Settings
     from deep_platform.activator.proxy import run_loop, serve
-    from deep_platform.auth import tokens
+    from deep_platform.activator.signin import BrowserSignIn
+    from deep_platform.auth import SiteAuth, tokens
     from tests.harness.operator_fixtures import kube_for
 
     if not reuse:
@@ -48,7 +58,9 @@ def run_activator(port: int, apiserver_url: str, backend_port: int, reuse: bool)
 
     async def main() -> None:
         identity = f"bench-auth-{port}"
-        settings = Settings(platform_namespace="deep-platform", identity=identity, tick=0.1)
+        settings = Settings(platform_namespace="deep-platform", identity=identity, tick=0.1,
+                            auth=SiteAuth(required=False, issuer=issuer_url, audience=AUDIENCE),
+                            browser=BrowserSignIn(client_id="bench", cookie_key=COOKIE_KEY))
         activator = Activator(
             Cluster(kube_for(apiserver_url), "deep-platform", identity),
             settings,
@@ -116,11 +128,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--activator", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--activator", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.activator:
-        port, url, backend, reuse = args.activator
-        run_activator(int(port), url, int(backend), reuse == "1")
+        port, url, backend, reuse, issuer_url = args.activator
+        run_activator(int(port), url, int(backend), reuse == "1", issuer_url)
         return 0
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk); it generates the load", file=sys.stderr)
@@ -150,18 +162,27 @@ def main() -> int:
                     api.url,
                     str(backend_port),
                     reuse,
+                    issuer.url,
                 ]
                 processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env))
             base = f"http://127.0.0.1:{activator_port}/{NS}"
             uncached = f"http://127.0.0.1:{uncached_port}/{NS}"
             token = issuer.mint("bench", audience=AUDIENCE, groups=["ml"], expires_in=3600)
             header = f"Authorization: Bearer {token}"
+            session = CookieSealer(COOKIE_KEY, app=APP).seal(
+                SESSION, {"iss": issuer.url, "sub": "bench", "groups": ["ml"], "name": "bench"}, 3600
+            )
+            cookie = f"Cookie: {SESSION_COOKIE}={session}; theme=dark"
             wait_http(f"{base}/open/v2/models/")
             wait_http(f"{uncached}/open/v2/models/")
-            rounds: dict[str, list[float]] = {"open": [], "guarded": [], "guarded-uncached": []}
+            rounds: dict[str, list[float]] = {"open": [], "guarded": [], "guarded-session": [],
+                                              "guarded-uncached": []}
             for _ in range(args.rounds):
                 rounds["open"].append(asyncio.run(wrk(f"{base}/open/v2/models/", args.seconds, None)))
                 rounds["guarded"].append(asyncio.run(wrk(f"{base}/guarded/v2/models/", args.seconds, header)))
+                rounds["guarded-session"].append(
+                    asyncio.run(wrk(f"{base}/guarded/v2/models/", args.seconds, cookie))
+                )
                 rounds["guarded-uncached"].append(
                     asyncio.run(wrk(f"{uncached}/guarded/v2/models/", args.seconds, header))
                 )
@@ -177,8 +198,12 @@ def main() -> int:
         "throughput ratio guarded, signature verified on every request / open: "
         f"{rps['guarded-uncached'] / rps['open']:.2f}"
     )
+    session_ratio = rps["guarded-session"] / rps["open"]
+    print(f"throughput ratio guarded, browser session cookie instead of a token / open: {session_ratio:.2f}"
+          f" (session / token: {rps['guarded-session'] / rps['guarded']:.2f})")
     print(f"key set fetches during the run: {fetches} (one per activator process expected)")
-    checks = {f"ratio >= {TARGET}": ratio >= TARGET, "keys fetched once per process": fetches == 2}
+    checks = {f"ratio >= {TARGET}": ratio >= TARGET, f"session ratio >= {TARGET}": session_ratio >= TARGET,
+              "keys fetched once per process": fetches == 2}
     for label, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {label}")
     return 0 if all(checks.values()) else 1

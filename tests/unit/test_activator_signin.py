@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
@@ -13,9 +14,12 @@ from deep_platform.activator.gate import Gate
 from deep_platform.activator.routes import Target
 from deep_platform.activator.signin import (
     APP,
+    SESSION_COOKIE,
     BrowserSignIn,
     Session,
     SettingsError,
+    SignIn,
+    cookie_value,
     is_navigation,
     session_from_claims,
     session_seconds,
@@ -153,3 +157,28 @@ def test_settings_name_what_to_set(tmp_path: Path) -> None:
         BrowserSignIn.from_env({**env, "DEEP_ACTIVATOR_COOKIE_KEY_FILE": str(tmp_path / "missing")})
     with pytest.raises(SettingsError, match="DEEP_ACTIVATOR_SESSION_SECONDS"):
         BrowserSignIn.from_env({**env, "DEEP_ACTIVATOR_SESSION_SECONDS": "8h"})
+
+
+def test_the_session_cookie_is_found_among_others_and_opened_sessions_expire_too() -> None:
+    header = 'theme=dark; deep_activator_session="abc.def"; deep_session=web'
+    assert cookie_value([header], "deep_activator_session") == "abc.def"
+    assert cookie_value(["a=1", "deep_activator_session=x"], "deep_activator_session") == "x"
+    assert cookie_value(["xdeep_activator_session=1"], "deep_activator_session") is None
+    assert cookie_value(["deep_activator_session="], "deep_activator_session") is None
+
+    signin = SignIn(BrowserSignIn(client_id="activator", cookie_key=KEY), SITE)
+    data = {"iss": ISSUER, "sub": "alice-sub", "groups": ["ml"], "name": "alice"}
+    value = CookieSealer(KEY, app=APP).seal(SESSION, data, 1)
+
+    def request(cookie: str) -> Any:
+        return make_mocked_request("GET", "/team/lab/", headers={"Cookie": cookie})
+
+    alice = Session(ISSUER, "alice-sub", ("ml",), "alice")
+    assert signin.session(request(f"{SESSION_COOKIE}={value}")) == alice
+    assert signin.session(request(f"{SESSION_COOKIE}={value}")) is not None  # from the cache
+    assert signin.session(request(f"{SESSION_COOKIE}={value[:-3]}xyz")) is None  # forged: not cached
+    time.sleep(1.1)
+    assert signin.session(request(f"{SESSION_COOKIE}={value}")) is None  # the cache keeps no expired one
+    off = SignIn(BrowserSignIn(), SITE)
+    fresh = CookieSealer(KEY, app=APP).seal(SESSION, data, 60)
+    assert off.session(request(f"{SESSION_COOKIE}={fresh}")) is None

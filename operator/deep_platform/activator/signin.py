@@ -41,6 +41,9 @@ SESSION_COOKIE = "deep_activator_session"
 PENDING_COOKIE = "deep_activator_signin"
 #: the cookies' audience prefix: the web app's cookies (deep-platform-web/...) never open here
 APP = "deep-platform-activator"
+#: opened sessions kept per cookie value (bounded; each entry until its cookie's expiry): opening
+#: the HS256 cookie costs more than forwarding a small request (bench/activator_auth.py)
+OPENED_MAX = 10_000
 NOT_CONFIGURED = ("Browser sign-in is not configured at this activator (chart "
                   "activator.auth.browserSignIn): send a bearer token.")
 
@@ -158,6 +161,18 @@ def session_seconds(claims: Mapping[str, object], longest: int, now: float) -> i
     return max(0, min(longest, left))
 
 
+def cookie_value(headers: list[str], name: str) -> str | None:
+    """The value of cookie `name` in Cookie headers (RFC 6265 `name=value; ...`), the first one
+    if several; cheaper than a full parse, which every request would pay."""
+    prefix = name + "="
+    for header in headers:
+        for part in header.split(";"):
+            part = part.strip()
+            if part.startswith(prefix):
+                return part[len(prefix):].strip('"') or None
+    return None
+
+
 def page(status: int, title: str, text: str, links: tuple[tuple[str, str], ...] = ()) -> web.Response:
     anchors = " · ".join(f'<a id={html.escape(i)} href="{html.escape(href)}">{html.escape(label)}</a>'
                          for i, href, label in ((f"link-{n}", h, t) for n, (h, t) in enumerate(links)))
@@ -180,6 +195,8 @@ class SignIn:
         client = SignInSettings(issuer=site.issuer or "", client_id=settings.client_id,
                                 client_secret=settings.client_secret, scopes=settings.scopes)
         self.oidc = OidcClient(client, keys=keys)
+        #: cookie value -> (its expiry, time.time(); the session)
+        self._opened: dict[str, tuple[float, Session]] = {}
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(f"{PREFIX}/signin", self.signin)
@@ -189,17 +206,29 @@ class SignIn:
 
     def session(self, request: web.Request) -> Session | None:
         """The signed-in person of this request, or None (no cookie, forged, expired, off)."""
-        if not self.enabled:
+        if not self.enabled or "Cookie" not in request.headers:
             return None
-        data = self.sealer.open(SESSION, request.cookies.get(SESSION_COOKIE))
+        value = cookie_value(request.headers.getall("Cookie"), SESSION_COOKIE)
+        if value is None:
+            return None
+        known = self._opened.get(value)
+        if known is not None:
+            if time.time() < known[0]:
+                return known[1]
+            del self._opened[value]
+        data = self.sealer.open(SESSION, value)
         if data is None:
             return None
         issuer, subject, groups = data.get("iss"), data.get("sub"), data.get("groups")
         if not isinstance(issuer, str) or not isinstance(subject, str) or not isinstance(groups, list):
             return None
         name = data.get("name")
-        return Session(issuer, subject, tuple(str(g) for g in groups),
-                       name if isinstance(name, str) else subject)
+        session = Session(issuer, subject, tuple(str(g) for g in groups),
+                          name if isinstance(name, str) else subject)
+        if len(self._opened) >= OPENED_MAX:
+            self._opened.clear()
+        self._opened[value] = (float(data["exp"]), session)
+        return session
 
     def signin_location(self, request: web.Request) -> str:
         """Where a browser without a session goes: the sign-in route, coming back here after."""
