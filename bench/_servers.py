@@ -16,9 +16,10 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -89,6 +90,32 @@ def emulator(namespaces: tuple[str, ...] = ()) -> Iterator[str]:
     finally:
         parent.send("stop")
         proc.join(30)
+
+
+def server(
+    stack: contextlib.ExitStack, choice: str | None, namespaces: tuple[str, ...] = ()
+) -> tuple[str, bool]:
+    """The API server `--server` chose, kept up until `stack` closes: (its spec for `client_for`,
+    whether it is a real one). The emulator stands in where no real server is found."""
+    real = None
+    if choice != "emulator":
+        real = stack.enter_context(real_server(required=choice == "real"))
+    if real is None:
+        print("server: emulator (tests/harness/apiserver.py)", flush=True)
+    return real or stack.enter_context(emulator(namespaces)), real is not None
+
+
+def recorded_requests(api: k.Kube, resource: Callable[[str], str]) -> list[tuple[str, str]]:
+    """The list that from now on gets (method, resource(path)) of each request `api` makes."""
+    requests: list[tuple[str, str]] = []
+    send = api._send
+
+    def counted(method: str, path: str, *args: Any) -> Any:
+        requests.append((method, resource(path)))
+        return send(method, path, *args)
+
+    api._send = counted  # type: ignore[method-assign,assignment]
+    return requests
 
 
 def install_crds(api: k.Kube) -> None:

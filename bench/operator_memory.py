@@ -161,12 +161,7 @@ def main() -> int:
     _servers.add_option(parser)
     options = parser.parse_args()
     with contextlib.ExitStack() as stack:
-        real = None
-        if options.server != "emulator":
-            real = stack.enter_context(_servers.real_server(required=options.server == "real"))
-        if real is None:
-            print("server: emulator (tests/harness/apiserver.py)", flush=True)
-        spec = real or stack.enter_context(_servers.emulator((PLATFORM_NS,)))
+        spec, real = _servers.server(stack, options.server, (PLATFORM_NS,))
         api = _servers.client_for(spec)
         if real:
             _servers.install_crds(api)

@@ -74,14 +74,7 @@ def _operate(spec: str, namespace: str, port: int, emulated: bool, conn: Connect
     from deep_platform.progress import receiver
 
     api = _servers.client_for(spec, "operator")
-    requests: list[tuple[str, str]] = []
-    send = api._send
-
-    def counted(method: str, path: str, *args: Any) -> Any:
-        requests.append((method, path.split("?", 1)[0]))
-        return send(method, path, *args)
-
-    api._send = counted  # type: ignore[method-assign]
+    requests = _servers.recorded_requests(api, lambda path: path.split("?", 1)[0])
     stop, ready = threading.Event(), threading.Event()
     config = OperatorConfig(
         platform_namespace="deep-platform",
@@ -340,13 +333,8 @@ def main() -> int:
     _servers.add_option(parser)
     options = parser.parse_args()
     with contextlib.ExitStack() as stack:
-        real = None
-        if options.server != "emulator":
-            real = stack.enter_context(_servers.real_server(required=options.server == "real"))
-        if real is None:
-            print("server: emulator (tests/harness/apiserver.py)", flush=True)
-        spec = real or stack.enter_context(_servers.emulator())
-        return measure(spec, real is not None, options.jobs, options.seconds)
+        spec, real = _servers.server(stack, options.server)
+        return measure(spec, real, options.jobs, options.seconds)
 
 
 if __name__ == "__main__":

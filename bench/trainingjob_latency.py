@@ -119,14 +119,7 @@ def _operate(spec: str, namespace: str, conn: Connection) -> None:
     """The operator's process: runs until told "stop"; "resync" runs one resync and answers with
     the requests its client made meanwhile; "calls" answers with all of them from an index."""
     api = _servers.client_for(spec, "operator")
-    requests: list[tuple[str, str]] = []
-    send = api._send
-
-    def counted(method: str, path: str, *args: Any) -> Any:
-        requests.append((method, _resource(path)))
-        return send(method, path, *args)
-
-    api._send = counted  # type: ignore[method-assign]
+    requests = _servers.recorded_requests(api, _resource)
     stop, ready = threading.Event(), threading.Event()
     # it watches NS only: the path floor's objects, elsewhere, are not its business
     config = OperatorConfig(platform_namespace="deep-platform", namespaces=[namespace], metrics_port=0,
@@ -184,13 +177,8 @@ def main() -> int:
     _servers.add_option(parser)
     options = parser.parse_args()
     with contextlib.ExitStack() as stack:
-        real = None
-        if options.server != "emulator":
-            real = stack.enter_context(_servers.real_server(required=options.server == "real"))
-        if real is None:
-            print("server: emulator (tests/harness/apiserver.py)", flush=True)
-        spec = real or stack.enter_context(_servers.emulator())
-        return measure(spec, real is not None, options.samples, options.burst)
+        spec, real = _servers.server(stack, options.server)
+        return measure(spec, real, options.samples, options.burst)
 
 
 def measure(spec: str, real: bool, samples: int, burst_size: int) -> int:

@@ -20,14 +20,10 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import tempfile
-import threading
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +32,13 @@ import pytest
 
 from deep_platform import kube as k
 from deep_platform.activator import Activator, Cluster, Scaler, Settings
-from deep_platform.activator.cluster import SERVICE_NAME_LABEL
 from deep_platform.activator.proxy import bound_port, serve
 from deep_platform.api import DevEnvironment
 from deep_platform.builders.devenvironment import IDE_PORT
 from tests.browser.chromium import Chromium
+from tests.harness import operator_fixtures
 from tests.harness.node_kubelet import NodeKubelet, PodRun
+from tests.harness.pod_processes import PodProcess, PodProcesses, container_env
 from tests.harness.ports import free_port
 
 DEV = k.kind_of(DevEnvironment)
@@ -49,28 +46,10 @@ STORAGECLASS = k.Kind("storage.k8s.io/v1", "StorageClass", "storageclasses", nam
 IMAGE = "registry.example/deep/jupyterlab:1"  # never pulled: no container runtime here
 IDENTITY = f"e2e-devenv-activator-{os.getpid()}"
 pytestmark = pytest.mark.timeout(300)
-CLOSED_PORT = free_port()
 
 
-@dataclass
-class Ide:
-    pod: str
-    ip: str
-    port: int
-    process: subprocess.Popen[bytes]
-    ready: bool = False
-    probed_at: float = 0.0
-
-
-@dataclass
-class Ides:
+class Ides(PodProcesses):
     """One real `jupyter lab` per Running pod; the PersistentVolumes and kube-proxy."""
-
-    api: k.Kube
-    workdir: Path
-    by_uid: dict[str, Ide] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    started: int = 0
 
     def volume_dir(self, claim: str) -> Path:
         """What the PersistentVolume bound to `claim` holds (kept across pods)."""
@@ -78,20 +57,19 @@ class Ides:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def on_running(self, pod: dict[str, Any], run: PodRun) -> None:
+    def start(self, pod: dict[str, Any], run: PodRun) -> PodProcess:
         meta, spec = pod["metadata"], pod["spec"]
         [container] = spec["containers"]
         claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
                   for v in spec.get("volumes") or [] if "persistentVolumeClaim" in v}
         mount = next(m for m in container["volumeMounts"] if m["name"] in claims)
         home = self.volume_dir(claims[mount["name"]])
-        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.workdir / meta["uid"]),
-               "JUPYTER_CONFIG_DIR": str(self.workdir / "config"),
-               "JUPYTER_DATA_DIR": str(self.workdir / "data")}
+        jupyter = {"JUPYTER_RUNTIME_DIR": str(self.workdir / meta["uid"]),
+                   "JUPYTER_CONFIG_DIR": str(self.workdir / "config"),
+                   "JUPYTER_DATA_DIR": str(self.workdir / "data")}
+        env = container_env(container, {**os.environ, **jupyter})
         for var in container.get("env") or []:
-            if "value" in var:
-                env[var["name"]] = var["value"]
-            elif "secretKeyRef" in (var.get("valueFrom") or {}):  # as the kubelet resolves it
+            if "secretKeyRef" in (var.get("valueFrom") or {}):  # as the kubelet resolves it
                 ref = var["valueFrom"]["secretKeyRef"]
                 secret = self.api.get(k.SECRET, ref["name"], meta["namespace"]) or {}
                 env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
@@ -110,83 +88,13 @@ class Ides:
         log = (self.workdir / f"{meta['name']}.log").open("wb")
         process = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-        with self.lock:
-            self.by_uid[meta["uid"]] = Ide(meta["name"], run.ip, port, process)
-            self.started += 1
-
-    def on_stopped(self, pod: dict[str, Any]) -> None:
-        with self.lock:
-            ide = self.by_uid.pop(pod["metadata"]["uid"], None)
-        if ide is not None:
-            stop(ide)
-
-    def readiness(self, pod: dict[str, Any], _run: PodRun) -> bool:
-        """The pod's readinessProbe path, at most every 0.2 s."""
-        ide = self.by_uid.get(pod["metadata"]["uid"])
-        if ide is None:
-            return False
-        if time.monotonic() - ide.probed_at >= 0.2:
-            ide.probed_at = time.monotonic()
-            path = pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"]
-            ide.ready = ide.process.poll() is None and answers(f"http://127.0.0.1:{ide.port}{path}")
-        return ide.ready
-
-    def resolve(self, namespace: str, name: str) -> str:
-        """kube-proxy: a ready endpoint of the real EndpointSlices -> that pod's loopback port."""
-        slices = self.api.list(k.ENDPOINTSLICE, namespace, label_selector=f"{SERVICE_NAME_LABEL}={name}")
-        with self.lock:
-            by_ip = {ide.ip: ide.port for ide in self.by_uid.values()}
-        for item in slices:
-            for endpoint in item.get("endpoints") or []:
-                if (endpoint.get("conditions") or {}).get("ready") is False:
-                    continue
-                for ip in endpoint["addresses"]:
-                    if ip in by_ip:
-                        return f"http://127.0.0.1:{by_ip[ip]}"
-        return f"http://127.0.0.1:{CLOSED_PORT}"
-
-    def running(self) -> list[Ide]:
-        with self.lock:
-            return [ide for ide in self.by_uid.values() if ide.process.poll() is None]
-
-    def close(self) -> None:
-        with self.lock:
-            ides, self.by_uid = list(self.by_uid.values()), {}
-        for ide in ides:
-            stop(ide)
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=0.5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def stop(ide: Ide) -> None:
-    if ide.process.poll() is None:
-        ide.process.send_signal(signal.SIGTERM)
-        try:
-            ide.process.wait(10)
-        except subprocess.TimeoutExpired:
-            ide.process.kill()
-            ide.process.wait(5)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(ide.process.pid, signal.SIGKILL)
+        return PodProcess(meta["name"], run.ip, port, process)
 
 
 @pytest.fixture
 def ides(kubelet: NodeKubelet, cluster: k.Kube) -> Iterator[Ides]:
-    with tempfile.TemporaryDirectory(prefix="deep-e2e-ides-") as tmp:
-        found = Ides(cluster, Path(tmp))
-        kubelet.on_running, kubelet.on_stopped, kubelet.readiness = (
-            found.on_running, found.on_stopped, found.readiness)
-        try:
-            yield found
-        finally:
-            kubelet.readiness = None
-            found.close()
+    with Ides.attached(kubelet, cluster, "deep-e2e-ides-", grace=10) as found:
+        yield found
 
 
 @pytest.fixture
@@ -222,16 +130,8 @@ async def activator_url(e2e_operator: Any, namespace: str, platform_namespace: s
     await runner.cleanup()
 
 
-async def eventually(probe: Any, what: str, timeout: float = 120, diagnose: Any = None) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(probe)
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    seen = diagnose() if diagnose is not None else last
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {seen!r})")
+#: the harness's, with this file's patience
+eventually = partial(operator_fixtures.eventually, timeout=120, interval=0.2)
 
 
 def status(api: k.Kube, namespace: str) -> dict[str, Any]:

@@ -20,19 +20,12 @@ The activator and its scaler run in this process, with short scaleToZeroAfter va
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import os
-import signal
-import subprocess
-import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -45,7 +38,9 @@ from deep_platform.activator.proxy import bound_port, serve
 from deep_platform.api import InferenceService
 from deep_platform.builders import pod as podparts
 from deep_platform.builders.inferenceservice import DEEPAAS_PORT, READINESS_PATH
+from tests.harness import operator_fixtures
 from tests.harness.node_kubelet import NodeKubelet, Outcome, PodRun, default_outcome
+from tests.harness.pod_processes import PodProcess, PodProcesses, answers, container_env, deepaas_run
 from tests.harness.ports import free_port
 
 ISVC = k.kind_of(InferenceService)
@@ -58,136 +53,29 @@ pytestmark = pytest.mark.timeout(180)
 
 
 
-@dataclass
-class Model:
-    """The container of one pod: a real deepaas-run on a loopback port."""
-
-    pod: str
-    ip: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-    ready: bool = False
-    probed_at: float = 0.0
-
-
-@dataclass
-class Models:
+class Models(PodProcesses):
     """One real `deepaas-run` per Running pod of a service; the pod network and kube-proxy."""
 
-    api: k.Kube
-    workdir: Path
-    by_uid: dict[str, Model] = field(default_factory=dict)
-    stopped: list[Model] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    rr: Iterator[int] = field(default_factory=itertools.count)
-
-    # the kubelet's side
-
-    def on_running(self, pod: dict[str, Any], run: PodRun) -> None:
+    def start(self, pod: dict[str, Any], run: PodRun) -> PodProcess:
         meta = pod["metadata"]
-        env = {**os.environ, "DEEPAAS_V2_MODEL": "tinymodel", "TINYMODEL_STATE_DIR": str(self.workdir)}
-        for var in pod["spec"]["containers"][0].get("env") or []:  # the pod's env wins
-            if "value" in var:
-                env[var["name"]] = var["value"]
+        base = {**os.environ, "DEEPAAS_V2_MODEL": "tinymodel", "TINYMODEL_STATE_DIR": str(self.workdir)}
+        env = container_env(pod["spec"]["containers"][0], base)
         port = free_port()
         log = self.workdir / f"{meta['name']}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                ["deepaas-run", "--listen-ip", "127.0.0.1", "--listen-port", str(port)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        with self.lock:
-            self.by_uid[meta["uid"]] = Model(meta["name"], run.ip, port, process, log)
+        return PodProcess(meta["name"], run.ip, port, deepaas_run(port, env, log), log)
 
-    def on_stopped(self, pod: dict[str, Any]) -> None:
-        with self.lock:
-            model = self.by_uid.pop(pod["metadata"]["uid"], None)
-        if model is not None:
-            stop(model)
-            self.stopped.append(model)
-
-    def readiness(self, pod: dict[str, Any], run: PodRun) -> bool:
-        """`GET /v2/models/` as the pod's readinessProbe, at most every 0.2 s per pod."""
-        model = self.by_uid.get(pod["metadata"]["uid"])
-        if model is None:
-            return False
-        if time.monotonic() - model.probed_at >= 0.2:
-            model.probed_at = time.monotonic()
-            model.ready = model.process.poll() is None and answers(model.port)
-        return model.ready
-
-    # kube-proxy's side
-
-    def resolve(self, namespace: str, name: str) -> str:
-        """Base URL of a ready endpoint of the Service, from the real EndpointSlices: the pod IP
-        the kubelet stand-in wrote, mapped to the loopback port of that pod's process."""
-        slices = self.api.list(k.ENDPOINTSLICE, namespace, label_selector=f"{SERVICE_NAME_LABEL}={name}")
-        ports: list[int] = []
-        with self.lock:
-            by_ip = {m.ip: m.port for m in self.by_uid.values()}
-        for item in slices:
-            assert [p.get("port") for p in item.get("ports") or []] == [DEEPAAS_PORT], item
-            for endpoint in item.get("endpoints") or []:
-                if (endpoint.get("conditions") or {}).get("ready") is False:
-                    continue
-                ports.extend(by_ip[ip] for ip in endpoint["addresses"] if ip in by_ip)
-        if not ports:
-            return f"http://127.0.0.1:{CLOSED_PORT}"  # connection refused, as a Service without pods
-        return f"http://127.0.0.1:{ports[next(self.rr) % len(ports)]}"
-
-    def running(self) -> list[Model]:
-        with self.lock:
-            return [m for m in self.by_uid.values() if m.process.poll() is None]
-
-    def close(self) -> None:
-        with self.lock:
-            models, self.by_uid = list(self.by_uid.values()), {}
-        for model in models:
-            stop(model)
+    def check_slice(self, item: dict[str, Any]) -> None:
+        assert [p.get("port") for p in item.get("ports") or []] == [DEEPAAS_PORT], item
 
 
-CLOSED_PORT = free_port()
-
-
-def answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{READINESS_PATH}", timeout=0.5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def stop(model: Model) -> None:
-    """SIGTERM to deepaas-run (what the kubelet sends), then the rest of its session."""
-    if model.process.poll() is None:
-        model.process.send_signal(signal.SIGTERM)
-        try:
-            model.process.wait(5)
-        except subprocess.TimeoutExpired:
-            model.process.kill()
-            model.process.wait(5)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(model.process.pid, signal.SIGKILL)
+def answers_at(port: int) -> bool:
+    return answers(f"http://127.0.0.1:{port}{READINESS_PATH}")
 
 
 @pytest.fixture
 def models(kubelet: NodeKubelet, cluster: k.Kube) -> Iterator[Models]:
-    with tempfile.TemporaryDirectory(prefix="deep-e2e-models-") as tmp:
-        found = Models(cluster, Path(tmp))
-        kubelet.on_running, kubelet.on_stopped, kubelet.readiness = (
-            found.on_running,
-            found.on_stopped,
-            found.readiness,
-        )
-        try:
-            yield found
-        finally:
-            kubelet.readiness = None
-            found.close()
+    with Models.attached(kubelet, cluster, "deep-e2e-models-") as found:
+        yield found
 
 
 @dataclass
@@ -229,15 +117,8 @@ def inference_service(name: str, namespace: str, **scaling: Any) -> dict[str, An
     }
 
 
-async def eventually(probe: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(probe)
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+#: the harness's, with this file's patience
+eventually = partial(operator_fixtures.eventually, timeout=60)
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -332,7 +213,7 @@ async def test_ready_through_the_real_controllers(e2e_operator: Any, namespace: 
     # the process of this pod (under load a pod replaced early may still be stopping)
     [model] = [m for m in models.running() if m.pod == pod["metadata"]["name"]]
     assert model.pod == pod["metadata"]["name"] and model.ip == pod["status"]["podIP"]
-    assert answers(model.port)
+    assert answers_at(model.port)
 
 
 async def test_scale_to_zero_and_back_through_the_activator(

@@ -11,20 +11,18 @@ the kubelet does. `resolve()` plays the Service: the URL of one ready process, r
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import signal
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.harness.apiserver import ApiServer
+from tests.harness.pod_processes import answers, container_env, deepaas_run, stop_session
 from tests.harness.ports import free_port
 
 LABEL_KIND = "deep-hybrid-datacloud.eu/kind"
@@ -154,22 +152,12 @@ class Kubelet:
             self._publish(deployment, changed)
 
     def _spawn(self, index: int, template: dict[str, Any], crashed: Replica | None = None) -> Replica:
-        env = {**os.environ, **self.extra_env}
         containers = (template.get("spec") or {}).get("containers") or [{}]
-        for var in containers[0].get("env") or []:  # the pod's own env wins, as in a container
-            if "value" in var:
-                env[var["name"]] = var["value"]
+        env = container_env(containers[0], {**os.environ, **self.extra_env})
         env.setdefault("TINYMODEL_STATE_DIR", self._tmp.name)
         port = free_port()
         log_path = Path(self._tmp.name) / f"replica-{index}-{port}.log"
-        with log_path.open("wb") as out:
-            process = subprocess.Popen(
-                ["deepaas-run", "--listen-ip", "127.0.0.1", "--listen-port", str(port)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = deepaas_run(port, env, log_path)
         self.starts += 1
         replica = Replica(index, port, process, log_path)
         replica.crashed_before = crashed is not None  # type: ignore[attr-defined]
@@ -178,25 +166,11 @@ class Kubelet:
     def _kill(self, replica: Replica) -> None:
         with self._lock:
             replica.ready = False
-        if replica.process.poll() is None:
-            # SIGTERM to deepaas-run only (its group hangs, see tests/models/tiny-model/README.md),
-            # then the rest of its session once it is gone
-            replica.process.send_signal(signal.SIGTERM)
-            try:
-                replica.process.wait(5)
-            except subprocess.TimeoutExpired:
-                replica.process.kill()
-                replica.process.wait(5)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(replica.process.pid, signal.SIGKILL)
+        stop_session(replica.process)
 
     @staticmethod
     def _answers(port: int) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/", timeout=0.5) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return answers(f"http://127.0.0.1:{port}/v2/models/")
 
     # --- what the cluster would publish ---
 

@@ -34,6 +34,23 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; last: {last!r}")
 
 
+async def eventually(
+    probe: Callable[[], T | None], what: str = "", timeout: float = 30.0, interval: float = 0.1,
+    diagnose: Callable[[], Any] | None = None,
+) -> T:
+    """`wait_until` for async tests: the probe runs in a thread, the event loop keeps serving.
+    On timeout the error shows `diagnose()` where given, else the probe's last answer."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(probe)
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    seen = diagnose() if diagnose is not None else last
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe} (last: {seen!r})")
+
+
 @dataclass
 class RunningOperator:
     """Handle on the running operator: its API client and settings."""

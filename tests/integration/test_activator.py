@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,7 @@ from deep_platform.activator import Activator, Cluster, Scaler, Settings
 from deep_platform.activator import metrics as am
 from deep_platform.activator.proxy import bound_port, serve
 from deep_platform.api import InferenceService
+from tests.harness import operator_fixtures
 from tests.harness.kubelet import Kubelet
 from tests.harness.operator_fixtures import kube_for
 
@@ -91,15 +93,8 @@ async def activator_running(
         kube.close()
 
 
-async def eventually(probe: Callable[[], Any], timeout: float = 15, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(probe)
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+#: the harness's, with this file's patience
+eventually = partial(operator_fixtures.eventually, timeout=15, interval=0.05)
 
 
 def replicas(apiserver: Any) -> int:
@@ -330,7 +325,7 @@ async def test_client_disconnect_while_waiting_does_not_leak(apiserver: Any, ser
                     await session.get(f"{running.url}/{NS}/{NAME}/v2/models/")
 
             clients = [asyncio.create_task(give_up()) for _ in range(5)]
-            state = await eventually(
+            state: Any = await eventually(
                 lambda: (s := running.activator.services.get(f"{NS}/{NAME}")) and s.waiting == 5 and s,
                 what="5 held requests",
             )

@@ -15,9 +15,7 @@ import base64
 import json
 import os
 import subprocess
-import time
-import urllib.request
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,9 @@ from deep_platform.activator import Activator, Cluster, Scaler, Settings
 from deep_platform.activator.proxy import bound_port, serve
 from deep_platform.api import DevEnvironment
 from deep_platform.builders.devenvironment import IDE_PORT
+from tests.harness import operator_fixtures
 from tests.harness.operator_fixtures import kube_for, wait_until
+from tests.harness.pod_processes import answers
 from tests.harness.ports import free_port
 
 DEV = k.kind_of(DevEnvironment)
@@ -56,14 +56,6 @@ def jupyter(api: k.Kube, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=0.5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 def publish(api: k.Kube, ready: bool) -> None:
     """The Deployment controller's ready count, and the endpoint controller's EndpointSlice of
     the Service (the pod's address while it is ready)."""
@@ -81,14 +73,8 @@ def replicas(api: k.Kube) -> int:
     return int(((api.get(k.DEPLOYMENT, NAME, NS) or {}).get("spec") or {}).get("replicas", 1))
 
 
-async def eventually(probe: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await asyncio.to_thread(probe)
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+#: the harness's, with this file's patience
+eventually = partial(operator_fixtures.eventually, timeout=30)
 
 
 EXECUTE = {

@@ -21,9 +21,7 @@ USER, PASSWORD = "alice", "n3xtcl0ud app token"
 
 @pytest.fixture
 def dav(tmp_path: pathlib.Path) -> Iterator[WebDAV]:
-    root = tmp_path / "server"
-    root.mkdir()
-    with webdav_server(root, USER, PASSWORD) as server:
+    with webdav_server(tmp_path / "server", USER, PASSWORD) as server:
         yield server
 
 

@@ -38,9 +38,7 @@ IMAGE = "rclone/rclone:1.68"
 
 @pytest.fixture
 def dav(tmp_path: pathlib.Path) -> Iterator[WebDAV]:
-    root = tmp_path / "server"
-    root.mkdir()
-    with webdav_server(root, USER, PASSWORD) as server:
+    with webdav_server(tmp_path / "server", USER, PASSWORD) as server:
         yield server
 
 

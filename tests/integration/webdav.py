@@ -34,6 +34,8 @@ class WebDAV:
 
 @contextlib.contextmanager
 def webdav_server(root: pathlib.Path, user: str, password: str) -> Iterator[WebDAV]:
+    """wsgidav serving the folder `root` (made if missing) to `user` with `password`."""
+    root.mkdir(parents=True, exist_ok=True)
     config = {
         "provider_mapping": {DAV_PREFIX: str(root)},
         "http_authenticator": {
