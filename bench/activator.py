@@ -172,14 +172,18 @@ WRK_CONNECTIONS = 32
 WRK_SECONDS = 5
 
 
-async def throughput(url: str, seconds: int = WRK_SECONDS, connections: int = WRK_CONNECTIONS) -> float:
+async def throughput(
+    url: str, seconds: int = WRK_SECONDS, connections: int = WRK_CONNECTIONS, header: str | None = None
+) -> float:
     """Requests per second from wrk (one thread, fixed connections and duration, loopback):
-    a C load generator, so the client's own cost does not cap the figure."""
+    a C load generator, so the client's own cost does not cap the figure. `header`
+    ("Name: value") goes with every request."""
     process = await asyncio.create_subprocess_exec(
         "wrk",
         "-t1",
         f"-c{connections}",
         f"-d{seconds}s",
+        *(["-H", header] if header else []),
         url,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

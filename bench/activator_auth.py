@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.activator import WRK_CONNECTIONS, stop, wait_http  # noqa: E402
+from bench.activator import WRK_CONNECTIONS, stop, throughput, wait_http  # noqa: E402
 from deep_platform.activator.signin import APP, SESSION_COOKIE  # noqa: E402
 from deep_platform.signin.session import SESSION, CookieSealer  # noqa: E402
 from tests.harness.ports import free_port  # noqa: E402
@@ -103,25 +103,7 @@ def set_up_cluster(api: Any, issuer_url: str) -> None:
 
 
 async def wrk(url: str, seconds: int, header: str | None) -> float:
-    extra = ["-H", header] if header else []
-    process = await asyncio.create_subprocess_exec(
-        "wrk",
-        "-t1",
-        f"-c{WRK_CONNECTIONS}",
-        f"-d{seconds}s",
-        *extra,
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    text = out.decode()
-    if process.returncode != 0 or "Non-2xx" in text or "Socket errors" in text:
-        raise RuntimeError(f"wrk against {url} failed or saw errors:\n{text}")
-    for line in text.splitlines():
-        if line.startswith("Requests/sec:"):
-            return float(line.split()[1])
-    raise RuntimeError(f"no Requests/sec in wrk's output:\n{text}")
+    return await throughput(url, seconds, WRK_CONNECTIONS, header)
 
 
 def main() -> int:

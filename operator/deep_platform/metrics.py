@@ -54,53 +54,83 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
-class TrainingJobPhases(Collector):
+def _key(body: dict[str, Any]) -> tuple[str, str]:
+    meta = body.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+class PhaseCounts(Collector):
+    """Objects of one kind by status.phase, every phase a series from the start (at 0).
+
+    The kind's watch hands every body it sees (our own status writes included) to `observe`,
+    and deletions to `forget`, so the counts follow the API without a read."""
+
+    def __init__(self, metric: str, documentation: str, phases: tuple[str, ...], unset: str) -> None:
+        self.metric, self.documentation, self.phases, self.unset = metric, documentation, phases, unset
+        self._lock = threading.Lock()
+        self._phase: dict[tuple[str, str], str] = {}
+
+    def phase_of(self, body: dict[str, Any]) -> str:
+        return str((body.get("status") or {}).get("phase") or self.unset)
+
+    def observe(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._phase[_key(body)] = self.phase_of(body)
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._phase.pop((namespace, name), None)
+
+    def by_phase(self) -> GaugeMetricFamily:
+        with self._lock:
+            phases = list(self._phase.values())
+        counts = dict.fromkeys(self.phases, 0)
+        for phase in phases:
+            counts[phase] = counts.get(phase, 0) + 1
+        family = GaugeMetricFamily(self.metric, self.documentation, labels=["phase"])
+        for phase, count in counts.items():
+            family.add_metric([phase], count)
+        return family
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield self.by_phase()
+
+
+class TrainingJobPhases(PhaseCounts):
     """TrainingJobs by phase, and how long each Pending one has waited, from the watch.
 
-    The TrainingJob watch hands every body it sees (our own status writes included) to
-    `observe`, and deletions to `forget`, so the counts follow the API without a read.
     A TrainingJob first seen already Pending (the operator restarted) counts its wait from its
     creation; one that became Pending later counts from the moment the watch saw it so.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        # no status yet: not started
+        super().__init__("deep_operator_trainingjobs", "TrainingJobs the operator watches, by status.phase.",
+                         TRAININGJOB_PHASES, "Pending")
         self.clock = clock
-        self._lock = threading.Lock()
-        self._phase: dict[tuple[str, str], str] = {}
         self._pending_since: dict[tuple[str, str], float] = {}
 
     def observe(self, body: dict[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        key = (meta.get("namespace") or "", meta.get("name") or "")
-        phase = str((body.get("status") or {}).get("phase") or "Pending")  # no status yet: not started
+        key, phase = _key(body), self.phase_of(body)
         with self._lock:
             before = self._phase.get(key)
             self._phase[key] = phase
             if phase != "Pending":
                 self._pending_since.pop(key, None)
             elif before != "Pending":
+                meta = body.get("metadata") or {}
                 created = _timestamp(meta.get("creationTimestamp")) if before is None else None
                 self._pending_since[key] = created if created is not None else self.clock()
 
     def forget(self, namespace: str, name: str) -> None:
+        super().forget(namespace, name)
         with self._lock:
-            self._phase.pop((namespace, name), None)
             self._pending_since.pop((namespace, name), None)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield self.by_phase()
         with self._lock:
-            phases = list(self._phase.values())
             pending = dict(self._pending_since)
-        counts = dict.fromkeys(TRAININGJOB_PHASES, 0)
-        for phase in phases:
-            counts[phase] = counts.get(phase, 0) + 1
-        by_phase = GaugeMetricFamily(
-            "deep_operator_trainingjobs", "TrainingJobs the operator watches, by status.phase.",
-            labels=["phase"],
-        )
-        for phase, count in counts.items():
-            by_phase.add_metric([phase], count)
-        yield by_phase
         waiting = GaugeMetricFamily(
             "deep_operator_trainingjob_pending_seconds",
             "Seconds each Pending TrainingJob has been Pending.",
@@ -117,41 +147,11 @@ REGISTRY.register(TRAININGJOBS)
 
 #: every phase a DevEnvironment status can show
 DEVENVIRONMENT_PHASES = ("Starting", "Ready", "Sleeping", "Failed")
-
-
-class DevEnvironmentPhases(Collector):
-    """DevEnvironments by phase, from the controller's watch (awake ones hold GPUs; asleep not)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._phase: dict[tuple[str, str], str] = {}
-
-    def observe(self, body: dict[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        key = (meta.get("namespace") or "", meta.get("name") or "")
-        with self._lock:
-            self._phase[key] = str((body.get("status") or {}).get("phase") or "Starting")
-
-    def forget(self, namespace: str, name: str) -> None:
-        with self._lock:
-            self._phase.pop((namespace, name), None)
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        with self._lock:
-            phases = list(self._phase.values())
-        counts = dict.fromkeys(DEVENVIRONMENT_PHASES, 0)
-        for phase in phases:
-            counts[phase] = counts.get(phase, 0) + 1
-        family = GaugeMetricFamily(
-            "deep_operator_devenvironments", "DevEnvironments the operator watches, by status.phase.",
-            labels=["phase"],
-        )
-        for phase, count in counts.items():
-            family.add_metric([phase], count)
-        yield family
-
-
-DEVENVIRONMENTS = DevEnvironmentPhases()
+#: DevEnvironments by phase (awake ones hold GPUs; asleep ones do not)
+DEVENVIRONMENTS = PhaseCounts(
+    "deep_operator_devenvironments", "DevEnvironments the operator watches, by status.phase.",
+    DEVENVIRONMENT_PHASES, "Starting",
+)
 REGISTRY.register(DEVENVIRONMENTS)
 
 
