@@ -13,84 +13,51 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+#: (flag, environment variable, default, type, help): each option's default is read from its
+#: variable, which the chart sets; argparse converts it as it converts the flag's value
+OPTIONS: tuple[tuple[str, str, str | None, Any, str], ...] = (
+    ("--host", "DEEP_ACTIVATOR_HOST", "0.0.0.0", str, "address to listen on (default 0.0.0.0)"),
+    ("--port", "DEEP_ACTIVATOR_PORT", "8080", int, "port of the proxy (default 8080)"),
+    ("--metrics-port", "DEEP_ACTIVATOR_METRICS_PORT", "9090", int, "port of /metrics (default 9090)"),
+    ("--platform-namespace", "DEEP_PLATFORM_NAMESPACE", "deep-platform", str,
+     "namespace of the activator's Leases (default deep-platform)"),
+    ("--cold-start-timeout", "DEEP_COLD_START_TIMEOUT", "120", float,
+     "seconds a request waits for a cold start before a 503 (default 120)"),
+    ("--queue-limit", "DEEP_QUEUE_LIMIT", "1000", int,
+     "requests held per starting service before 503s (default 1000)"),
+    ("--tick", "DEEP_SCALER_TICK", "1", float, "seconds between scaling decisions (default 1)"),
+    ("--workers", "DEEP_ACTIVATOR_WORKERS", "1", int,
+     "processes sharing the proxy port with SO_REUSEPORT, one per core to use (default 1); "
+     "worker i serves its own /metrics on metrics-port + i and holds its own Lease"),
+    ("--max-body-size", "DEEP_MAX_BODY_SIZE", str(100 * 1024 * 1024), int,
+     "largest request body in bytes; bigger ones get 413 (default 100 MiB)"),
+)
+#: the site's default for services without spec.auth
+AUTH_OPTIONS: tuple[tuple[str, str, str | None, Any, str], ...] = (
+    ("--auth-required", "DEEP_AUTH_REQUIRED", "true", "flag",
+     "services need a token unless their spec.auth says public: true (default true)"),
+    ("--oidc-issuer", "DEEP_OIDC_ISSUER", None, str, "the site's OpenID Connect issuer URL"),
+    ("--oidc-audience", "DEEP_OIDC_AUDIENCE", None, str,
+     "the audience (aud) tokens of the site's issuer must carry"),
+    ("--groups-claim", "DEEP_OIDC_GROUPS_CLAIM", "groups", str,
+     "the claim listing a user's groups (default groups)"),
+    ("--username-claim", "DEEP_OIDC_USERNAME_CLAIM", "sub", str,
+     "the claim naming the user in messages (default sub)"),
+    ("--secret-tokens", "DEEP_SECRET_TOKENS", "true", "flag",
+     "accept spec.auth.tokenSecret (the activator then reads those Secrets; default true)"),
+)
+
+
 def add_commands(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "activator", help="run the scale-from-zero proxy and scaler of InferenceServices"
     )
-    parser.add_argument(
-        "--host",
-        default=os.environ.get("DEEP_ACTIVATOR_HOST", "0.0.0.0"),
-        help="address to listen on (default 0.0.0.0)",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=int(os.environ.get("DEEP_ACTIVATOR_PORT", "8080")),
-        help="port of the proxy (default 8080)",
-    )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(os.environ.get("DEEP_ACTIVATOR_METRICS_PORT", "9090")),
-        help="port of /metrics (default 9090)",
-    )
-    parser.add_argument(
-        "--platform-namespace",
-        default=os.environ.get("DEEP_PLATFORM_NAMESPACE", "deep-platform"),
-        help="namespace of the activator's Leases (default deep-platform)",
-    )
-    parser.add_argument(
-        "--cold-start-timeout",
-        type=float,
-        default=float(os.environ.get("DEEP_COLD_START_TIMEOUT", "120")),
-        help="seconds a request waits for a cold start before a 503 (default 120)",
-    )
-    parser.add_argument(
-        "--queue-limit",
-        type=int,
-        default=int(os.environ.get("DEEP_QUEUE_LIMIT", "1000")),
-        help="requests held per starting service before 503s (default 1000)",
-    )
-    parser.add_argument(
-        "--tick",
-        type=float,
-        default=float(os.environ.get("DEEP_SCALER_TICK", "1")),
-        help="seconds between scaling decisions (default 1)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=int(os.environ.get("DEEP_ACTIVATOR_WORKERS", "1")),
-        help="processes sharing the proxy port with SO_REUSEPORT, one per core to use (default 1); "
-        "worker i serves its own /metrics on metrics-port + i and holds its own Lease",
-    )
-    parser.add_argument(
-        "--max-body-size",
-        type=int,
-        default=int(os.environ.get("DEEP_MAX_BODY_SIZE", str(100 * 1024 * 1024))),
-        help="largest request body in bytes; bigger ones get 413 (default 100 MiB)",
-    )
     auth = parser.add_argument_group("auth", "the site's default for services without spec.auth")
-    auth.add_argument(
-        "--auth-required",
-        default=_flag(os.environ.get("DEEP_AUTH_REQUIRED", "true")),
-        type=_flag,
-        help="services need a token unless their spec.auth says public: true (default true)",
-    )
-    auth.add_argument("--oidc-issuer", default=os.environ.get("DEEP_OIDC_ISSUER") or None,
-                      help="the site's OpenID Connect issuer URL")
-    auth.add_argument("--oidc-audience", default=os.environ.get("DEEP_OIDC_AUDIENCE") or None,
-                      help="the audience (aud) tokens of the site's issuer must carry")
-    auth.add_argument("--groups-claim", default=os.environ.get("DEEP_OIDC_GROUPS_CLAIM", "groups"),
-                      help="the claim listing a user's groups (default groups)")
-    auth.add_argument("--username-claim", default=os.environ.get("DEEP_OIDC_USERNAME_CLAIM", "sub"),
-                      help="the claim naming the user in messages (default sub)")
-    auth.add_argument(
-        "--secret-tokens",
-        default=_flag(os.environ.get("DEEP_SECRET_TOKENS", "true")),
-        type=_flag,
-        help="accept spec.auth.tokenSecret (the activator then reads those Secrets; default true)",
-    )
+    for group, options in ((parser, OPTIONS), (auth, AUTH_OPTIONS)):
+        for flag, variable, default, kind, text in options:
+            # an empty variable counts as unset; a string default goes through `type` as a value does
+            group.add_argument(flag, default=os.environ.get(variable) or default,
+                               type=_flag if kind == "flag" else kind, help=text)
     parser.set_defaults(func=cmd_activator)
 
 
