@@ -196,41 +196,33 @@ def _configmap(name: str, namespace: str, role: str, data: dict[str, str]) -> di
     }
 
 
+def _snippet(kind: str, name: str, namespace: str, spec: dict[str, Any], resources: Any) -> dict[str, Any]:
+    """A manifest of `kind` for the catalogue entry, with `resources` (the module's defaults) if any."""
+    if resources is not None:
+        spec["resources"] = resources.to_api()
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name, "namespace": namespace},
+            "spec": spec}
+
+
+def _defaults(module: Module, purpose: str) -> Any:
+    return getattr(module.spec.resources, purpose) if module.spec.resources else None
+
+
 def trainingjob_snippet(module: Module, namespace: str = "default") -> dict[str, Any]:
     """A TrainingJob that retrains the module with its default training resources."""
-    spec: dict[str, Any] = {"module": module.name, "hyperparameters": {}}
-    if module.spec.resources and module.spec.resources.training:
-        spec["resources"] = module.spec.resources.training.to_api()
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "TrainingJob",
-        "metadata": {"name": f"{module.name[:50].rstrip('-.')}-train", "namespace": namespace},
-        "spec": spec,
-    }
+    return _snippet("TrainingJob", f"{module.name[:50].rstrip('-.')}-train", namespace,
+                    {"module": module.name, "hyperparameters": {}}, _defaults(module, "training"))
 
 
 def inferenceservice_snippet(module: Module, namespace: str = "default") -> dict[str, Any]:
     """An InferenceService that serves the module, scaled to zero while idle."""
-    spec: dict[str, Any] = {"module": module.name, "scaling": {"minReplicas": 0, "maxReplicas": 1}}
-    if module.spec.resources and module.spec.resources.inference:
-        spec["resources"] = module.spec.resources.inference.to_api()
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "InferenceService",
-        "metadata": {"name": module.name[:53].rstrip("-."), "namespace": namespace},
-        "spec": spec,
-    }
+    return _snippet("InferenceService", module.name[:53].rstrip("-."), namespace,
+                    {"module": module.name, "scaling": {"minReplicas": 0, "maxReplicas": 1}},
+                    _defaults(module, "inference"))
 
 
 def devenvironment_snippet(module: Module, namespace: str = "default") -> dict[str, Any]:
     """A DevEnvironment: JupyterLab with the module's image and training resources, asleep when idle."""
-    spec: dict[str, Any] = {"module": module.name, "ide": "jupyterlab", "idleTimeout": "1h",
-                            "home": {"size": "10Gi"}}
-    if module.spec.resources and module.spec.resources.training:
-        spec["resources"] = module.spec.resources.training.to_api()
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "DevEnvironment",
-        "metadata": {"name": f"{module.name[:49].rstrip('-.')}-dev", "namespace": namespace},
-        "spec": spec,
-    }
+    spec = {"module": module.name, "ide": "jupyterlab", "idleTimeout": "1h", "home": {"size": "10Gi"}}
+    return _snippet("DevEnvironment", f"{module.name[:49].rstrip('-.')}-dev", namespace, spec,
+                    _defaults(module, "training"))
