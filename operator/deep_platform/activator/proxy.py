@@ -30,7 +30,7 @@ from .devenv import DEV_ENVIRONMENTS, DevEnvironments
 from .devenv import ide_cookies as without_platform_cookies
 from .gate import Gate, count_refusal, refusal_headers
 from .routes import INFERENCE_SERVICES, Routes, Target
-from .signin import NOT_CONFIGURED, BrowserSignIn, SignIn, is_navigation
+from .signin import NOT_CONFIGURED, BrowserSignIn, Session, SignIn, is_navigation
 from .upstream import CHUNK, Pool, UpstreamProtocolError, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ class Activator:
             return self._error(413, "RequestTooLarge", self._too_large(length))
         return None
 
-    def _refused(self, request: web.Request, refusal: Refusal, session: Any) -> web.Response:
+    def _refused(self, request: web.Request, refusal: Refusal, session: Session | None) -> web.Response:
         """A browser opening a page without a session is sent to sign in; one with a session that
         the policy refuses gets a page; everyone else JSON, as an API client expects."""
         message = refusal.message

@@ -174,8 +174,8 @@ def cookie_value(headers: list[str], name: str) -> str | None:
 
 
 def page(status: int, title: str, text: str, links: tuple[tuple[str, str], ...] = ()) -> web.Response:
-    anchors = " · ".join(f'<a id={html.escape(i)} href="{html.escape(href)}">{html.escape(label)}</a>'
-                         for i, href, label in ((f"link-{n}", h, t) for n, (h, t) in enumerate(links)))
+    """An HTML answer for a person; `links`: (href, label) pairs under the message."""
+    anchors = " · ".join(f'<a href="{html.escape(href)}">{html.escape(label)}</a>' for href, label in links)
     body = (f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;margin:4em auto;max-width:40em;color:#333}</style>"
             f"<h1>{html.escape(title)}</h1><p id=message>{html.escape(text)}</p>"
