@@ -25,7 +25,7 @@ EVERY_PATH_VALUES = "storage:\n  csiDriver: csi-rclone\ngpuAgent:\n  podMapping:
 OPERATOR_SOURCES = TESTS.parent / "operator" / "deep_platform"
 #: cluster-scoped resources: Roles cannot grant them
 CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "nodes", "modules", "persistentvolumes",
-                  "subjectaccessreviews"}
+                  "subjectaccessreviews", "tokenreviews"}
 
 
 @dataclass(frozen=True)

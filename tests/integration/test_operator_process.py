@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -111,9 +112,17 @@ def test_namespace_option_restricts_the_watch(tmp_path: Path, apiserver: Any, na
          "--metrics-port", str(free_port())],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    wanted, seen = f"operator watching {namespace}", []
+    killer = threading.Timer(60, proc.terminate)  # a busy machine may take long to start it
+    killer.start()
     try:
-        time.sleep(3)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if wanted in line:
+                break
     finally:
+        killer.cancel()
         proc.terminate()
-        output, _ = proc.communicate(timeout=20)
-    assert f"operator watching {namespace}" in output
+        proc.communicate(timeout=20)
+    assert any(wanted in line for line in seen), "".join(seen)

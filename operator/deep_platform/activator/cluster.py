@@ -21,6 +21,7 @@ from ..api import InferenceService
 from ..builders import pod as podparts
 from ..builders.inferenceservice import VERSION_ANNOTATION, service_name
 from ..kube import DEPLOYMENT, ENDPOINTSLICE, LEASE, SECRET, ApiError, Kube, kind_of
+from ..readiness import not_starting
 
 ISVC = kind_of(InferenceService)
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -100,8 +101,6 @@ def ready_endpoints(slices: list[dict[str, Any]]) -> int:
 def failure_of(isvc: dict[str, Any]) -> Failure | None:
     """The controller's verdict that waiting will not help (Ready=False, a reason the model cannot
     start from): 503 with the status's reason and message, Retry-After where a retry may work."""
-    from ..controllers.inferenceservice import not_starting
-
     for cond in (isvc.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready" and cond.get("status") == "False":
             reason = cond.get("reason") or ""

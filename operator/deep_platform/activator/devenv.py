@@ -36,8 +36,8 @@ from aiohttp import web
 from ..api import DevEnvironment
 from ..builders import pod as podparts
 from ..builders.devenvironment import TOKEN_KEY, token_secret_name_of
-from ..controllers.inferenceservice import FAILURE_REASONS
 from ..kube import DEPLOYMENT, ApiError, kind_of
+from ..readiness import not_starting
 from . import metrics, websocket
 from .cluster import Cluster, Failure, parse_duration, parse_time, timestamp, utcnow
 from .routes import Routes, Source, Target, parsed_auth
@@ -305,8 +305,11 @@ class DevEnvironments:
         for cond in (body.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "Ready" and cond.get("status") == "False":
                 reason = cond.get("reason") or ""
-                if reason in FAILURE_REASONS or reason in ("NameTaken", "ModuleNotFound", "InvalidSpec"):
-                    return Failure(FAILURE_REASONS.get(reason, 409), reason, cond.get("message") or reason)
+                if reason == "NameTaken":  # an InferenceService holds the path
+                    return Failure(409, reason, cond.get("message") or reason)
+                retry = not_starting(reason)
+                if retry is not None:
+                    return Failure(503, reason, cond.get("message") or reason, retry=retry)
         return None
 
     def record(self, namespace: str, name: str, when: dt.datetime) -> None:

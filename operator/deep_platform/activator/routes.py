@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -23,12 +23,14 @@ from ..api import InferenceService
 from ..api.auth import ServiceAuth
 from ..auth import Policy, SiteAuth, policy_for
 from ..builders.inferenceservice import service_name_for
-from ..controllers.informer import Informer
 from ..kube import Kind, Kube, kind_of
 from .cluster import Failure, failure_of
 
 log = logging.getLogger(__name__)
 ISVC = kind_of(InferenceService)
+
+if TYPE_CHECKING:
+    from ..controllers.informer import Informer
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,10 @@ class Routes:
             table.pop(key, None)
 
     def start(self, kube: Kube, namespaces: Sequence[str | None]) -> None:
+        # imported here: the controllers package reads the operator's settings when it loads,
+        # and a bad one must stop `deep-platform activator` with its own one-line message
+        from ..controllers.informer import Informer
+
         for source in self.sources:
             for namespace in namespaces:
                 informer = Informer(kube, source.kind, partial(self.handle, source), namespace)

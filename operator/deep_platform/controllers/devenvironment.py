@@ -27,9 +27,10 @@ from ..builders.devenvironment import build_children, build_token_secret, dev_im
 from ..conditions import set_condition
 from ..config import site_settings
 from ..metrics import DEVENVIRONMENTS, instrumented
+from ..readiness import FAILURE_REASONS, STORAGE_FAILURE_REASONS
 from ..storage_check import set_storage_condition, storage_problem
 from . import resync, retry, runtime, storage_volumes
-from .inferenceservice import FAILURE_REASONS, STORAGE_FAILURE_REASONS, pod_failure
+from .inferenceservice import pod_failure
 from .informer import WatchedQueue
 from .reconciler import announce_transitions, invalid_spec_status, module_of, parse, write_status
 from .settings import RESYNC_SECONDS
