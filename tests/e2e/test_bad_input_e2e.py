@@ -6,7 +6,8 @@ fields, unknown fields, broken env/storage/resources/tolerations entries) and ev
 sent to the real server, with the real operator running. A malformed manifest must be either
 refused by the server with a message naming the field, or accepted and flagged at once in its
 status (a False condition, or the phase's message, naming the field). Mutants that are valid
-after all must be accepted. The operator logs no traceback for any of them.
+after all must be accepted. The operator logs no traceback for any of them. `deep-platform
+validate` passes the valid mutants, and names the field of each malformed one it finds.
 
 Everything is batched: all mutants are created, then their statuses polled together.
 """
@@ -19,11 +20,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from deep_platform import kube as k
+from deep_platform import offline
 from deep_platform.api import DevEnvironment, InferenceService, Module, TrainingJob
 from tests.e2e.conftest import example
 from tests.harness.node_kubelet import NodeKubelet
@@ -244,8 +248,8 @@ def generate(bases: dict[str, dict[str, Any]]) -> list[Case]:
         for index, (field, item) in enumerate(TOLERATION_ITEMS):
             add(kind, f"spec.tolerations[{index}]={field}", put(base, ("spec", "tolerations"), [item]), field,
                 True)
-        for index, (field, item) in enumerate(STORAGE_ITEMS):
-            extra = item if isinstance(item, list) else [item]
+        for index, (field, entries) in enumerate(STORAGE_ITEMS):
+            extra = entries if isinstance(entries, list) else [entries]
             storage = [*copy.deepcopy(base["spec"].get("storage", [])), *extra]
             add(kind, f"spec.storage[{index}]={field}", put(base, ("spec", "storage"), storage), field, True)
         for index, (field, item) in enumerate(NODE_SELECTORS):
@@ -332,8 +336,24 @@ def flag(body: dict[str, Any] | None) -> str | None:
     return " | ".join(said) or None
 
 
+def offline_problems(cases: list[Case], folder: Path) -> list[str]:
+    """`deep-platform validate` on each case: a valid one passes, and where it finds a problem
+    in a malformed one, it names the field. (It checks the models, not the CRDs' CEL rules and
+    list keys, which only the server applies: those cases it lets through.)"""
+    found: list[str] = []
+    for index, case in enumerate(cases):
+        path = folder / f"case-{index}.yaml"
+        path.write_text(yaml.safe_dump(case.body), encoding="utf-8")
+        said = offline.validate([path])
+        if said and not case.malformed:
+            found.append(f"{case.id}: valid, but deep-platform validate says {said}")
+        elif said and not any(case.field in line for line in said):
+            found.append(f"{case.id}: deep-platform validate does not name {case.field}: {said}")
+    return found
+
+
 def test_malformed_manifests_are_refused_or_flagged(
-    e2e_operator: Any, namespace: str, node_kubelet: NodeKubelet, tracebacks: Tracebacks
+    e2e_operator: Any, namespace: str, node_kubelet: NodeKubelet, tracebacks: Tracebacks, tmp_path: Path
 ) -> None:
     api = e2e_operator.kube
     suffix = uuid.uuid4().hex[:6]
@@ -354,7 +374,7 @@ def test_malformed_manifests_are_refused_or_flagged(
                 meta.setdefault("labels", {})["e2e-bad-input"] = suffix
         started = time.monotonic()
         sent = [(case, *send(api, case)) for case in cases]
-        problems: list[str] = []
+        problems = offline_problems(cases, tmp_path)
         waiting: dict[tuple[str, str], Case] = {}
         for case, accepted, message in sent:
             if not accepted:
