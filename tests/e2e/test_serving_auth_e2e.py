@@ -39,6 +39,22 @@ MODULES = k.kind_of(Module)
 pytestmark = pytest.mark.timeout(180)
 
 
+def zero_diagnosis(api: k.Kube, name: str, namespace: str, models: Models) -> dict[str, Any]:
+    """What stands between the service and zero, for the failure message."""
+    deployment = api.get(k.DEPLOYMENT, name, namespace) or {}
+    leases = api.list(k.LEASE, None)
+    return {
+        "status": isvc_status(api, name, namespace),
+        "deployment replicas": (deployment.get("spec") or {}).get("replicas"),
+        "pods": [p["metadata"]["name"] for p in test_inferenceservice_e2e.pods(api, name, namespace)],
+        "models running": len(models.running()),
+        "leases": {
+            f"{m['metadata']['namespace']}/{m['metadata']['name']}": m.get("spec", {}).get("holderIdentity")
+            for m in leases
+        },
+    }
+
+
 @pytest.fixture
 def issuer() -> Iterator[OidcIssuer]:
     with OidcIssuer() as found:
@@ -85,7 +101,10 @@ async def test_tokens_guard_a_model_at_zero_and_deepaas_stays_in_its_prefix(
     body["spec"]["auth"] = {"oidc": {"allowedGroups": ["ml"]}}  # the site's issuer and audience
     api.create(body)
     url = await guarded_activator()
-    await eventually(partial(scaled_to_zero, api, "guarded", namespace, models), "guarded at zero")
+    await eventually(
+        partial(scaled_to_zero, api, "guarded", namespace, models), "guarded at zero", timeout=60,
+        diagnose=partial(zero_diagnosis, api, "guarded", namespace, models),
+    )
     started_before = len(models.stopped) + len(models.running())
 
     async with aiohttp.ClientSession() as session:
