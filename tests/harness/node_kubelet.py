@@ -129,6 +129,8 @@ class PodRun:
     exited: bool = False
     announced: bool = False  # on_running was called
     written: dict[str, Any] = field(default_factory=dict)
+    pod: dict[str, Any] = field(default_factory=dict)  # as last seen
+    stopped: bool = False  # on_stopped was called
 
 
 class NodeKubelet:
@@ -281,7 +283,11 @@ class NodeKubelet:
                 except Exception:
                     log.exception("kubelet stand-in: pod %s", pod["metadata"]["name"])
             for uid in [uid for uid in self.runs if uid not in live]:
-                self.runs.pop(uid, None)
+                gone = self.runs.pop(uid)
+                # removed without a graceful deletion this loop saw (force-deleted, or deleted
+                # between two turns): its processes stop all the same, as a real node's would
+                if gone.announced and not gone.stopped and self.on_stopped:
+                    self.on_stopped(gone.pod)
             self._stop.wait(self.interval)
 
     def _next_ip(self, node: str) -> str:
@@ -298,6 +304,7 @@ class NodeKubelet:
             run = self.runs[uid] = PodRun(
                 outcome, time.monotonic(), outcome.ip or self._next_ip(spec["nodeName"])
             )
+        run.pod = pod
         if meta.get("deletionTimestamp"):
             self._finish_deletion(pod, run)
             return
@@ -429,7 +436,8 @@ class NodeKubelet:
                     },
                 )
             run.exited = True
-        if self.on_stopped:
+        if self.on_stopped and not run.stopped:
+            run.stopped = True
             self.on_stopped(pod)
         with contextlib.suppress(k.ApiError):
             self.api.request(
