@@ -170,7 +170,7 @@ def scaled_to_zero(api: k.Kube, name: str, namespace: str, models: Models) -> di
         and condition(status, "ScaledToZero").get("status") == "True"
         and condition(status, "Ready").get("reason") == "ScaledToZero"
         and not pods(api, name, namespace)
-        and not models.running()
+        and not [m for m in models.running() if m.pod.startswith(f"{name}-")]  # its model stopped
         and not ready_addresses(api, name, namespace)
     ):
         return status

@@ -47,7 +47,7 @@ def zero_diagnosis(api: k.Kube, name: str, namespace: str, models: Models) -> di
         "status": isvc_status(api, name, namespace),
         "deployment replicas": (deployment.get("spec") or {}).get("replicas"),
         "pods": [p["metadata"]["name"] for p in test_inferenceservice_e2e.pods(api, name, namespace)],
-        "models running": len(models.running()),
+        "models running": [m.pod for m in models.running()],
         "leases": {
             f"{m['metadata']['namespace']}/{m['metadata']['name']}": m.get("spec", {}).get("holderIdentity")
             for m in leases
