@@ -133,7 +133,8 @@ def test_mount_with_csi_driver_applies_volume_and_claim_and_removes_them(
     wait_until(lambda: apiserver.get("persistentvolumeclaims", NS, claim_name) is None, 10, what="claim GC")
 
 
-def test_mount_removed_and_added_again_comes_back(apiserver: Any, csi_driver: str, operator: Any) -> None:
+def served_with_a_mount(apiserver: Any, operator: Any) -> tuple[str, dict[str, Any]]:
+    """The example InferenceService with one mount, once its claim exists: (name, claim)."""
     body = example("inferenceservice.yaml")
     body["spec"]["storage"] = mount_storage()
     name = body["metadata"]["name"]
@@ -141,6 +142,11 @@ def test_mount_removed_and_added_again_comes_back(apiserver: Any, csi_driver: st
     operator.kube.create(body)
     claim_name = f"{name}-storage-models"
     claim = wait_until(lambda: apiserver.get("persistentvolumeclaims", NS, claim_name), 10, what="claim")
+    return name, claim
+
+
+def test_mount_removed_and_added_again_comes_back(apiserver: Any, csi_driver: str, operator: Any) -> None:
+    name, claim = served_with_a_mount(apiserver, operator)
     pv_name = claim["spec"]["volumeName"]
     operator.kube.patch(ISVC, name, NS, {"spec": {"storage": []}})
     wait_until(lambda: deleted(apiserver.get("persistentvolumes", None, pv_name)), 10, what="PV pruned")
@@ -154,13 +160,7 @@ def test_mount_removed_and_added_again_comes_back(apiserver: Any, csi_driver: st
 def test_sweep_deletes_only_volumes_whose_claim_is_gone(
     apiserver: Any, csi_driver: str, operator: Any
 ) -> None:
-    body = example("inferenceservice.yaml")
-    body["spec"]["storage"] = mount_storage()
-    name = body["metadata"]["name"]
-    operator.kube.create(module())
-    operator.kube.create(body)
-    claim_name = f"{name}-storage-models"
-    claim = wait_until(lambda: apiserver.get("persistentvolumeclaims", NS, claim_name), 10, what="claim")
+    _name, claim = served_with_a_mount(apiserver, operator)
     live_pv = claim["spec"]["volumeName"]
     # a PV left behind by a service deleted while the operator was down
     orphan = copy.deepcopy(apiserver.get("persistentvolumes", None, live_pv))
