@@ -19,7 +19,6 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -30,7 +29,7 @@ from ..signin import flow
 from ..signin.flow import MAX_COOKIE_BYTES
 from ..signin.oidc import OidcClient, SignInError
 from ..signin.session import SESSION, CookieSealer
-from ..signin.settings import MIN_KEY_BYTES, SignInSettings
+from ..signin.settings import MIN_KEY_BYTES, SettingsError, SignInSettings, read_key_file
 from . import websocket
 
 log = logging.getLogger(__name__)
@@ -47,9 +46,6 @@ OPENED_MAX = 10_000
 NOT_CONFIGURED = ("Browser sign-in is not configured at this activator (chart "
                   "activator.auth.browserSignIn): send a bearer token.")
 
-
-class SettingsError(ValueError):
-    """A browser sign-in setting is wrong; the message names the variable and the chart value."""
 
 
 @dataclass(frozen=True)
@@ -99,13 +95,7 @@ class BrowserSignIn:
         def get(name: str, default: str = "") -> str:
             return environ.get(name, default).strip()
 
-        key = b""
-        key_file = get("DEEP_ACTIVATOR_COOKIE_KEY_FILE")
-        if key_file:
-            try:
-                key = Path(key_file).read_bytes().strip()
-            except OSError as exc:
-                raise SettingsError(f"DEEP_ACTIVATOR_COOKIE_KEY_FILE {key_file}: {exc.strerror}") from None
+        key = read_key_file("DEEP_ACTIVATOR_COOKIE_KEY_FILE", environ)
         seconds = get("DEEP_ACTIVATOR_SESSION_SECONDS", "28800") or "28800"
         if not seconds.isdigit():
             raise SettingsError(f"DEEP_ACTIVATOR_SESSION_SECONDS {seconds!r} is not a whole number of "

@@ -15,6 +15,17 @@ MODES = (OIDC, NONE_UNSAFE)
 MIN_KEY_BYTES = 32
 
 
+def read_key_file(variable: str, environ: Mapping[str, str]) -> bytes:
+    """The cookie key in the file that `variable` names (a mounted Secret); empty when unset."""
+    path = environ.get(variable, "").strip()
+    if not path:
+        return b""
+    try:
+        return Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise SettingsError(f"{variable} {path}: {exc.strerror}") from None
+
+
 class SettingsError(ValueError):
     """A sign-in setting is wrong; the message names the variable (and the chart value)."""
 
@@ -80,13 +91,7 @@ class SignInSettings:
         def get(name: str, default: str = "") -> str:
             return environ.get(name, default).strip()
 
-        key = b""
-        key_file = get("DEEP_WEB_COOKIE_KEY_FILE")
-        if key_file:
-            try:
-                key = Path(key_file).read_bytes().strip()
-            except OSError as exc:
-                raise SettingsError(f"DEEP_WEB_COOKIE_KEY_FILE {key_file}: {exc.strerror}") from None
+        key = read_key_file("DEEP_WEB_COOKIE_KEY_FILE", environ)
         prefix = environ.get("DEEP_OIDC_USERNAME_PREFIX")
         numbers = {}
         for name, default in (("DEEP_WEB_SESSION_SECONDS", "28800"), ("DEEP_WEB_ACCESS_CACHE_SECONDS", "10")):
